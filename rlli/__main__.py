@@ -1,0 +1,3 @@
+from rlli.cli import main
+
+raise SystemExit(main())

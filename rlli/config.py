@@ -1,0 +1,49 @@
+"""One typed settings object for the whole app, read from ``RLLI_*`` environment variables.
+
+Every run (training, benchmark, round) records ``settings.public_dict()`` with its results.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RLLI_", extra="ignore")
+
+    # prompt embeddings and grouping
+    text_model: str = Field("", description="sentence-transformers model id or folder; empty = the embedded all-MiniLM-L6-v2")
+    group_threshold: float = Field(0.70, ge=-1.0, le=1.0, description="cosine similarity needed to join a group")
+    max_prompt_chars: int = Field(300, ge=1, description="longer prompts are refused")
+
+    # text-to-image
+    backbone: str = Field("tiny", description="'tiny' (embedded model) or a diffusers model id / folder")
+    tiny_weights: Path = Field(ASSETS / "tiny-t2i", description="folder of the embedded model's weights")
+    steps: int = Field(20, ge=1, le=200, description="denoising steps N")
+    guidance_scale: float = Field(2.0, ge=0.0, le=30.0, description="classifier-free guidance scale")
+    scheduler: Literal["ddim", "euler", "dpm", "unipc"] = Field("ddim", description="sampler")
+    quality_tolerance: float = Field(0.03, ge=0.0, le=1.0, description="largest predicted fidelity drop the default sharing plan accepts")
+    device: str = Field("cpu", description="torch device")
+    calibration: Path = Field(ASSETS / "calibration.json", description="quality table from `rlli calibrate`")
+
+    # app
+    host: str = Field("127.0.0.1", description="address the web app listens on")
+    port: int = Field(7860, ge=1, le=65535, description="port of the web app")
+    max_prompts: int = Field(16, ge=1, le=64, description="most prompts in one round of the web app")
+
+    def public_dict(self) -> dict:
+        """Settings as plain JSON-able values (no secrets are held here)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,201 @@
+"""The shared-denoising engine: one round of many users' text-to-image requests.
+
+For each group, the first ``s_g`` of ``N`` denoising steps run once on the group's anchor prompt,
+starting from the anchor request's seed; the intermediate latent (and, for multistep schedulers,
+the solver's history) is handed to every member, which finishes the remaining ``N - s_g`` steps
+with its own prompt. A group with ``s_g = 0`` is plain independent generation from each member's
+own seed.
+
+Both phases are batched: the shared prefixes of all groups run together, and then all branches of
+the round run together, each branch at its own timestep (the UNet takes per-sample timesteps) and
+with its own copy of the scheduler state. Classifier-free guidance doubles the batch, and every
+half is counted as one denoiser pass. Latents stay in memory, keyed by group. The engine knows
+nothing of RL or networks: it takes groups and a plan and returns images with exact accounting.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rlli.diffusion.backbone import Backbone, Conditioning, cond_cat, cond_rows
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str
+    seed: int = 0
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    members: tuple[int, ...]  # indices into the round's requests
+    anchor: int  # one of members: whose prompt and seed run the shared steps
+    shared_steps: int
+
+    def __post_init__(self):
+        if self.anchor not in self.members:
+            raise ValueError("the anchor must be a member of its group")
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: int = 20
+    guidance_scale: float = 2.0
+    scheduler: str = "ddim"
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
+
+@dataclass
+class Output:
+    request_id: str
+    prompt: str
+    seed: int
+    group: int
+    anchor_prompt: str
+    shared_steps: int
+    own_steps: int
+    handoff_bytes: int
+    image: np.ndarray  # uint8 (H, W, 3)
+
+
+@dataclass
+class RoundResult:
+    outputs: list[Output]
+    denoiser_passes: int
+    wall_s: dict[str, float] = field(default_factory=dict)  # encode, shared, branches, decode, total
+
+    def accounting(self) -> dict:
+        return {"denoiser_passes": self.denoiser_passes, "wall_s": {k: round(v, 3) for k, v in self.wall_s.items()},
+                "handoff_bytes": sum(o.handoff_bytes for o in self.outputs)}
+
+
+def expected_passes(groups: list[GroupPlan], plan: Plan) -> int:
+    """Denoiser forward passes of a round: shared prefix once per group, own steps per member."""
+    per = 2 if plan.cfg else 1
+    return per * sum(g.shared_steps + len(g.members) * (plan.steps - g.shared_steps) for g in groups)
+
+
+def independent_groups(n: int) -> list[GroupPlan]:
+    return [GroupPlan(members=(i,), anchor=i, shared_steps=0) for i in range(n)]
+
+
+def _noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn((1, *shape), generator=torch.Generator().manual_seed(int(seed)))
+
+
+def _state_bytes(latent: torch.Tensor, scheduler) -> int:
+    """Bytes a hand-off carries: the latent plus any multistep solver history."""
+    total = latent.numel() * latent.element_size()
+    for name in ("model_outputs", "ets"):
+        for t in getattr(scheduler, name, None) or []:
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    last = getattr(scheduler, "last_sample", None)
+    if isinstance(last, torch.Tensor):
+        total += last.numel() * last.element_size()
+    return total
+
+
+class _Branch:
+    """One latent with its own scheduler, walking the timesteps from ``start``."""
+
+    def __init__(self, latent, scheduler, start: int, cond_row: int):
+        self.latent, self.scheduler, self.step, self.cond_row = latent, scheduler, start, cond_row
+
+
+class Engine:
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def _advance(self, branches: list[_Branch], cond: Conditioning, uncond: Conditioning, plan: Plan) -> int:
+        """One denoising step for every branch, in one batched call. Returns passes used."""
+        ts = [b.scheduler.timesteps[b.step] for b in branches]
+        x = torch.cat([b.scheduler.scale_model_input(b.latent, t) for b, t in zip(branches, ts)])
+        t = torch.stack([torch.as_tensor(v) for v in ts]).reshape(-1)
+        c = cond_rows(cond, [b.cond_row for b in branches])
+        if plan.cfg:
+            u = cond_rows(uncond, [0] * len(branches))
+            out = self.backbone.predict(torch.cat([x, x]), torch.cat([t, t]), cond_cat([u, c]))
+            out_u, out_c = out.chunk(2)
+            out = out_u + plan.guidance_scale * (out_c - out_u)
+        else:
+            out = self.backbone.predict(x, t, c)
+        for i, (b, ti) in enumerate(zip(branches, ts)):
+            b.latent = b.scheduler.step(out[i:i + 1], ti, b.latent).prev_sample
+            b.step += 1
+        return len(branches) * (2 if plan.cfg else 1)
+
+    def _scheduler(self, plan: Plan):
+        s = self.backbone.make_scheduler(plan.scheduler)
+        s.set_timesteps(plan.steps)
+        return s
+
+    @torch.no_grad()
+    def run(self, requests: list[Request], groups: list[GroupPlan], plan: Plan) -> RoundResult:
+        if not requests:
+            return RoundResult([], 0, {"total": 0.0})
+        covered = sorted(i for g in groups for i in g.members)
+        if covered != list(range(len(requests))):
+            raise ValueError("groups must cover every request exactly once")
+        for g in groups:
+            if not 0 <= g.shared_steps <= plan.steps:
+                raise ValueError(f"shared steps {g.shared_steps} outside 0..{plan.steps}")
+        t0 = time.perf_counter()
+        wall: dict[str, float] = {}
+        prompts = sorted({r.prompt for r in requests})
+        row = {p: i for i, p in enumerate(prompts)}
+        cond, uncond = self.backbone.encode(prompts)
+        wall["encode"] = time.perf_counter() - t0
+        shape = tuple(self.backbone.latent_shape)
+        passes = 0
+
+        # phase 1: shared prefixes, all groups batched, keyed by group index
+        t1 = time.perf_counter()
+        prefix: dict[int, _Branch] = {}
+        for gi, g in enumerate(groups):
+            if g.shared_steps > 0:
+                sched = self._scheduler(plan)
+                lat = _noise(requests[g.anchor].seed, shape) * sched.init_noise_sigma
+                prefix[gi] = _Branch(lat, sched, 0, row[requests[g.anchor].prompt])
+        while active := [b for gi, b in prefix.items() if b.step < groups[gi].shared_steps]:
+            passes += self._advance(active, cond, uncond, plan)
+        wall["shared"] = time.perf_counter() - t1
+
+        # phase 2: every member finishes with its own prompt, the whole round batched
+        t2 = time.perf_counter()
+        branches: list[tuple[int, int, _Branch, int]] = []  # (request, group, branch, handoff bytes)
+        for gi, g in enumerate(groups):
+            for k in g.members:
+                r = requests[k]
+                if g.shared_steps > 0:
+                    p = prefix[gi]
+                    b = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), g.shared_steps, row[r.prompt])
+                    handoff = _state_bytes(p.latent, p.scheduler)
+                else:
+                    sched = self._scheduler(plan)
+                    b = _Branch(_noise(r.seed, shape) * sched.init_noise_sigma, sched, 0, row[r.prompt])
+                    handoff = 0
+                branches.append((k, gi, b, handoff))
+        while active := [b for _, _, b, _ in branches if b.step < plan.steps]:
+            passes += self._advance(active, cond, uncond, plan)
+        wall["branches"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        images = self.backbone.decode(torch.cat([b.latent for _, _, b, _ in branches]))
+        wall["decode"] = time.perf_counter() - t3
+        outputs: list[Output] = [None] * len(requests)  # type: ignore[list-item]
+        for (k, gi, _, handoff), img in zip(branches, images):
+            g, r = groups[gi], requests[k]
+            outputs[k] = Output(r.request_id, r.prompt, r.seed, gi, requests[g.anchor].prompt, g.shared_steps,
+                                plan.steps - g.shared_steps, handoff, img)
+        wall["total"] = time.perf_counter() - t0
+        return RoundResult(outputs, passes, wall)

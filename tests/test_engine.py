@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
+
+SCHEDULERS = ["ddim", "euler", "dpm", "unipc"]
+PROMPTS = ["a red house on grass", "a blue boat at sea", "two green trees at night"]
+
+
+def _max_diff(a, b):
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def _solo(engine, request, plan):
+    return engine.run([request], independent_groups(1), plan).outputs[0].image
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_no_sharing_reproduces_independent_generation(tiny_sd, scheduler):
+    engine, plan = Engine(tiny_sd), Plan(steps=6, guidance_scale=3.0, scheduler=scheduler)
+    reqs = [Request(p, seed=i + 7, request_id=str(i)) for i, p in enumerate(PROMPTS)]
+    groups = [GroupPlan(members=(0, 1, 2), anchor=1, shared_steps=0)]
+    res = engine.run(reqs, groups, plan)
+    for r, out in zip(reqs, res.outputs):
+        assert out.request_id == r.request_id and out.shared_steps == 0 and out.own_steps == 6
+        assert _max_diff(out.image, _solo(engine, r, plan)) <= 1
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("shared", [1, 3, 5, 6])
+def test_group_with_one_prompt_matches_unshared(tiny_sd, scheduler, shared):
+    """Members with the same prompt finish exactly as an unshared run of the anchor would."""
+    engine, plan = Engine(tiny_sd), Plan(steps=6, guidance_scale=3.0, scheduler=scheduler)
+    reqs = [Request(PROMPTS[0], seed=s) for s in (3, 4, 5)]
+    res = engine.run(reqs, [GroupPlan(members=(0, 1, 2), anchor=0, shared_steps=shared)], plan)
+    ref = _solo(engine, reqs[0], plan)
+    for out in res.outputs:
+        assert _max_diff(out.image, ref) <= 1
+        assert out.shared_steps == shared and out.own_steps == 6 - shared
+
+
+def test_matches_the_diffusers_pipeline(tiny_sd_path, tiny_sd):
+    """Our own loop equals StableDiffusionPipeline's for an unshared request."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd_path)
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(PROMPTS[1], num_inference_steps=5, guidance_scale=3.0, height=32, width=32,
+               generator=torch.Generator().manual_seed(11), output_type="np").images[0]
+    ours = _solo(Engine(tiny_sd), Request(PROMPTS[1], seed=11), Plan(steps=5, guidance_scale=3.0))
+    assert _max_diff(ours, (ref * 255).round().astype(np.uint8)) <= 1
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_forward_pass_count_matches_formula(tiny_sd, guidance):
+    engine, plan = Engine(tiny_sd), Plan(steps=6, guidance_scale=guidance)
+    reqs = [Request(p, seed=i) for i, p in enumerate(PROMPTS + ["a yellow car on a street"])]
+    groups = [GroupPlan((0, 3), 0, 4), GroupPlan((1,), 1, 0), GroupPlan((2,), 2, 2)]
+    res = engine.run(reqs, groups, plan)
+    per = 2 if guidance > 1 else 1
+    assert res.denoiser_passes == expected_passes(groups, plan) == per * ((4 + 2 * 2) + 6 + (2 + 4))
+    assert res.denoiser_passes < expected_passes(independent_groups(4), plan)
+
+
+def test_handoff_bytes_count_the_latent_and_solver_history(tiny_sd):
+    engine = Engine(tiny_sd)
+    reqs = [Request(PROMPTS[0], 0), Request(PROMPTS[1], 1)]
+    latent_bytes = 4 * int(np.prod(tiny_sd.latent_shape))  # float32
+    ddim = engine.run(reqs, [GroupPlan((0, 1), 0, 3)], Plan(steps=6, scheduler="ddim"))
+    assert {o.handoff_bytes for o in ddim.outputs} == {latent_bytes}
+    dpm = engine.run(reqs, [GroupPlan((0, 1), 0, 3)], Plan(steps=6, scheduler="dpm"))
+    assert all(o.handoff_bytes > latent_bytes for o in dpm.outputs)
+    solo = engine.run(reqs, independent_groups(2), Plan(steps=6))
+    assert all(o.handoff_bytes == 0 for o in solo.outputs)
+
+
+def test_seeds_make_runs_identical_and_sharing_changes_images(tiny_sd):
+    engine, plan = Engine(tiny_sd), Plan(steps=6, guidance_scale=3.0)
+    reqs = [Request(PROMPTS[0], 1), Request(PROMPTS[2], 2)]
+    groups = [GroupPlan((0, 1), 0, 3)]
+    a, b = engine.run(reqs, groups, plan), engine.run(reqs, groups, plan)
+    for x, y in zip(a.outputs, b.outputs):
+        assert np.array_equal(x.image, y.image)
+    solo = engine.run(reqs, independent_groups(2), plan)
+    assert _max_diff(a.outputs[1].image, solo.outputs[1].image) > 1  # the member took the anchor's start
+    assert set(a.wall_s) >= {"encode", "shared", "branches", "decode", "total"}
+
+
+def test_bad_plans_are_refused(tiny_sd):
+    engine = Engine(tiny_sd)
+    reqs = [Request("a", 0), Request("b", 1)]
+    with pytest.raises(ValueError, match="cover"):
+        engine.run(reqs, [GroupPlan((0,), 0, 0)], Plan(steps=4))
+    with pytest.raises(ValueError, match="shared steps"):
+        engine.run(reqs, [GroupPlan((0, 1), 0, 9)], Plan(steps=4))
+    with pytest.raises(ValueError, match="anchor"):
+        GroupPlan((0, 1), 5, 1)
+    assert engine.run([], [], Plan()).outputs == []
