@@ -1,15 +1,129 @@
-"""`python -m rlli ...`: the command line."""
+"""`python -m rlli ...`: the command line.
+
+Commands: ``group`` (prompts from stdin -> groups), ``bench sharing|model``, ``calibrate``,
+``train tiny-t2i|probe``, ``grid`` (sample PNG), ``serve`` (the web app), ``settings``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from rlli.config import Settings
+
+
+def _settings(args) -> Settings:
+    s = Settings()
+    overrides = {k: getattr(args, k) for k in ("group_threshold", "steps", "scheduler") if getattr(args, k, None)}
+    return s.model_copy(update=overrides) if overrides else s
+
+
+def _group(args) -> int:
+    from rlli.grouping import group_prompts, groups_to_json
+    from rlli.prompts import PromptError, parse_prompts
+
+    s = Settings()
+    try:
+        prompts = parse_prompts(sys.stdin.read(), max_prompts=10_000, max_chars=s.max_prompt_chars)
+    except PromptError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    threshold = s.group_threshold if args.threshold is None else args.threshold
+    groups = groups_to_json(prompts, group_prompts(prompts, threshold, s.text_model))
+    if args.json:
+        print(json.dumps(groups, indent=2, ensure_ascii=False))
+    else:
+        print(f"{len(prompts)} prompts -> {len(groups)} groups (threshold {threshold})")
+        for i, g in enumerate(groups, 1):
+            print(f"group {i}: anchor: {g['anchor']}")
+            for m, sim in zip(g["members"], g["similarity"]):
+                print(f"    {sim:6.3f}  {m}")
+    return 0
+
+
+def _bench(args) -> int:
+    from rlli import bench
+
+    s = _settings(args)
+    if args.what == "sharing":
+        prompts = None
+        if args.prompts:
+            from rlli.prompts import PromptError, parse_prompts
+
+            try:
+                with open(args.prompts, encoding="utf-8") as f:
+                    prompts = parse_prompts(f.read(), max_prompts=256, max_chars=s.max_prompt_chars)
+            except (OSError, PromptError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+        r = bench.bench_sharing(s, prompts, seed=args.seed)
+        if args.json:
+            print(json.dumps(r, indent=2))
+            return 0
+        print(f"{r['prompts']} prompts, {len(r['groups'])} groups, {r['steps']} steps, backbone {r['backbone']}")
+        for g in r["groups"]:
+            print(f"  shared {g['shared_steps']:2d}  min sim {g['min_similarity']:.2f}  {len(g['members'])} x "
+                  f"{g['anchor']}")
+        print(f"denoiser passes: shared {r['calls_shared']}  independent {r['calls_independent']}  "
+              f"({100 * r['calls_saved']:.1f}% fewer)")
+        print(f"wall seconds:    shared {r['wall_shared_s']:.2f}  independent {r['wall_independent_s']:.2f}  "
+              f"ratio {r['wall_ratio']:.3f}")
+        print(f"quality:         shared {r['quality_shared']:.2f}  independent {r['quality_independent']:.2f}  "
+              f"[{r['quality_metric']}]")
+        return 0
+    r = bench.bench_model(s, seeds=args.seeds)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"{r['prompts']} held-out prompts x {r['seeds']} seeds, {r['steps']} steps, guidance {r['guidance_scale']}")
+    print(f"fidelity: model {r['fidelity_model']:.4f}  renders (ceiling) {r['fidelity_renders']:.4f}")
+    print(f"all attributes right (model): {r['all_right_model']:.4f}")
+    print("per attribute: " + "  ".join(f"{k} {v:.3f}" for k, v in r["per_attribute_model"].items()))
+    print(f"seconds per image (batch {r['batch']}): {r['s_per_image']:.4f}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from rlli.diffusion import get_backbone
+    from rlli.diffusion.calibration import calibrate
+    from rlli.diffusion.engine import Plan
+
+    s = _settings(args)
+    plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
+    backbone = get_backbone(s)
+    table = calibrate(backbone, plan, n_anchors=args.anchors, seed=args.seed, log=lambda m: print(m, flush=True))
+    table["how"] = (
+        f"python -m rlli calibrate --anchors {args.anchors} --seed {args.seed}: {args.anchors} held-out anchor "
+        "captions, each with 6 variants (a rewording stating the same attributes, a caption of the same scene stating others, 1, 2 and 3 attributes changed, an unrelated scene); each "
+        "variant shares the first s steps with its anchor (anchor's seed) and finishes with its own prompt; "
+        "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1)."
+    )
+    table["measured_with"] = {"backbone": backbone.name, "steps": plan.steps, "guidance_scale": plan.guidance_scale,
+                              "scheduler": plan.scheduler, "date": datetime.now(timezone.utc).isoformat()[:19]}
+    out = Path(args.out) if args.out else s.calibration
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=1))
+    print(f"wrote {out}")
+    for lo, hi, row, n in zip(table["sim_edges"], table["sim_edges"][1:], table["quality"], table["pairs_per_bin"]):
+        cells = " ".join("  -  " if q is None else f"{q:.2f} " for q in row)
+        print(f"sim [{lo:5.2f},{hi:5.2f}) n={n:3d}: {cells}")
+    return 0
 
 
 def _train(args) -> int:
+    if args.what == "probe":
+        from rlli.diffusion.tiny.probe import train_probe
+
+        m = train_probe(seed=args.seed, log=lambda m: print(m, flush=True))
+        print(f"probe held-out accuracy: {m['held_out_accuracy']['mean']:.4f}")
+        return 0
     from rlli.diffusion.tiny.train import TrainConfig, train
 
-    cfg = TrainConfig(minutes=args.minutes, images=args.images, seed=args.seed)
+    cfg = TrainConfig(minutes=args.minutes, images=args.images, seed=args.seed, threads=args.threads)
     if args.out:
         cfg.out = args.out
     if args.run_dir:
@@ -18,24 +132,84 @@ def _train(args) -> int:
     return 0
 
 
+def _grid(args) -> int:
+    from rlli.bench import sample_grid
+
+    r = sample_grid(_settings(args), args.out, seeds=args.seeds)
+    print(f"wrote {r['path']}")
+    return 0
+
+
+def _serve(args) -> int:
+    from rlli.ui import launch
+
+    launch(Settings())
+    return 0
+
+
+def _show_settings(args) -> int:
+    print(json.dumps(Settings().public_dict(), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rlli", description="RLLI Studio command line")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("group", help="group prompts (one per line on stdin) by meaning")
+    g.add_argument("--threshold", type=float, default=None, help="cosine similarity to join a group")
+    g.add_argument("--json", action="store_true", help="print JSON: a list of {anchor, members, similarity}")
+    g.set_defaults(func=_group)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    b.add_argument("what", choices=["sharing", "model"])
+    b.add_argument("--prompts", help="sharing: a file of prompts, one per line (default: a fixed mix of 16)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seeds", type=int, default=3, help="model: seeds per held-out prompt")
+    b.add_argument("--steps", type=int, default=None)
+    b.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
+    b.add_argument("--group-threshold", type=float, default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_bench)
+
+    c = sub.add_parser("calibrate", help="measure the quality table Q(similarity, shared fraction)")
+    c.add_argument("--anchors", type=int, default=24)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=int, default=None)
+    c.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
+    c.add_argument("--out", default="", help="default: assets/calibration.json")
+    c.set_defaults(func=_calibrate)
 
     tr = sub.add_parser("train", help="train a shipped model from scratch")
-    tr.add_argument("what", choices=["tiny-t2i"], help="which model")
-    tr.add_argument("--minutes", type=float, default=95.0, help="wall-clock budget (default 95)")
-    tr.add_argument("--images", type=int, default=40_000, help="training images to render (default 40000)")
+    tr.add_argument("what", choices=["tiny-t2i", "probe"], help="which model")
+    tr.add_argument("--minutes", type=float, default=110.0, help="tiny-t2i wall-clock budget (default 110)")
+    tr.add_argument("--images", type=int, default=40_000, help="tiny-t2i training images (default 40000)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leaves a core free)")
     tr.add_argument("--out", default="", help="weights folder (default assets/tiny-t2i)")
     tr.add_argument("--run-dir", default="", help="checkpoints and data cache (default runs/tiny-t2i)")
     tr.set_defaults(func=_train)
+
+    gr_ = sub.add_parser("grid", help="draw a sample grid PNG (prompts x seeds, and a pair at growing shared steps)")
+    gr_.add_argument("--out", default="docs/samples.png")
+    gr_.add_argument("--seeds", type=int, default=6)
+    gr_.set_defaults(func=_grid)
+
+    sv = sub.add_parser("serve", help="start the web app (RLLI_HOST, RLLI_PORT)")
+    sv.set_defaults(func=_serve)
+
+    st = sub.add_parser("settings", help="print the effective settings")
+    st.set_defaults(func=_show_settings)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

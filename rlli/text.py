@@ -7,7 +7,6 @@ loaded once per process (:func:`get_encoder`).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -25,7 +24,6 @@ def default_model_path() -> str:
 @lru_cache(maxsize=4)
 def get_encoder(name: str = ""):
     """The sentence-transformers model ``name`` (empty: the embedded MiniLM), loaded once."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(name or default_model_path(), device="cpu")

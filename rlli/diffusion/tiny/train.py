@@ -31,7 +31,7 @@ from rlli.text import MAX_TOKENS, token_states
 
 @dataclass
 class TrainConfig:
-    minutes: float = 95.0
+    minutes: float = 110.0
     max_steps: int = 100_000
     images: int = 40_000
     batch: int = 32
@@ -42,7 +42,7 @@ class TrainConfig:
     cfg_drop: float = 0.1
     min_snr: float = 5.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     checkpoint_every_s: float = 300.0
     unet: TinyUNetConfig = field(default_factory=TinyUNetConfig)
     run_dir: str = str(ROOT / "runs" / "tiny-t2i")

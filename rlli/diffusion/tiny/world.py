@@ -313,9 +313,13 @@ def caption_mentions(scene: Scene, rng: np.random.Generator) -> dict[str, bool]:
     return m
 
 
-def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> tuple[str, dict[str, str]]:
-    """A caption for the scene and the attributes it states ({name: value})."""
-    m = caption_mentions(scene, rng)
+def caption(scene: Scene, rng: np.random.Generator, split: str = "train",
+            mentions: dict[str, bool] | None = None) -> tuple[str, dict[str, str]]:
+    """A caption for the scene and the attributes it states ({name: value}).
+
+    ``mentions`` fixes which attributes to state (default: drawn by :func:`caption_mentions`).
+    """
+    m = dict(mentions) if mentions is not None else caption_mentions(scene, rng)
     singular, plural = _pick(rng, OBJECT_WORDS[scene.object])
     noun = singular if scene.count == "one" else plural
     count_word = _pick(rng, COUNT_WORDS[scene.count])
@@ -345,6 +349,8 @@ def caption(scene: Scene, rng: np.random.Generator, split: str = "train") -> tup
     else:
         text = frame.format(body=body, look=look)
     text = " ".join(text.split())
+    if frame == "{body}":  # this frame carries no look words
+        m["warmth"] = m["detail"] = False
     stated = {k: getattr(scene, k) for k, v in m.items() if v}
     return text, stated
 
@@ -364,6 +370,7 @@ def _word_table() -> list[tuple[str, str, str]]:
     rows += [("one", "count", "one"), ("a single", "count", "one"), ("two", "count", "two"),
              ("a pair of", "count", "two"), ("three", "count", "three")]
     # longest phrases first so "lime green" wins over "green"
+    rows = [(phrase.replace("-", " "), name, value) for phrase, name, value in rows]
     return sorted(rows, key=lambda r: -len(r[0]))
 
 
@@ -377,6 +384,7 @@ def parse_prompt(prompt: str) -> dict[str, str]:
     without a number word means two or more and states no count; a singular one means one.
     """
     text = " " + " ".join(prompt.lower().replace(",", " ").replace("-", " ").replace(":", " ").split()) + " "
+    norm = text
     found: dict[str, str] = {}
     for phrase, name, value in _WORDS:
         key = f" {phrase} "
@@ -385,6 +393,6 @@ def parse_prompt(prompt: str) -> dict[str, str]:
             text = text.replace(key, " | ")
     if "count" not in found and "object" in found:
         singulars = {s for pairs in OBJECT_WORDS.values() for s, _ in pairs}
-        if any(f" {s} " in " " + prompt.lower() + " " for s in singulars):
+        if any(f" {s} " in norm for s in singulars):
             found["count"] = "one"
     return found

@@ -1,0 +1,161 @@
+"""The quality table Q(similarity, shared fraction) and the default sharing plan built on it.
+
+``python -m rlli calibrate`` measures, on the real backbone, how well a member's image matches
+its own prompt when it shares the first ``s`` of ``N`` steps with an anchor prompt of a given
+similarity, relative to unshared generation with the same seed. Prompt pairs come from the scene
+world's caption generator over the whole range, from paraphrases to unrelated scenes. The result,
+with how it was measured, is ``assets/calibration.json``; the network model reads quality from it
+and :func:`plan_groups` picks each group's shared steps from it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
+from rlli.grouping import Group
+
+SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+
+
+@dataclass
+class QualityTable:
+    sim_edges: list[float]
+    fractions: list[float]
+    quality: list[list[float | None]]  # [similarity bin][fraction] relative quality, None where unmeasured
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | Path) -> QualityTable:
+        d = json.loads(Path(path).read_text())
+        return cls(d["sim_edges"], d["fractions"], d["quality"], d)
+
+    def _row(self, similarity: float) -> np.ndarray:
+        b = int(np.clip(np.searchsorted(self.sim_edges, similarity, side="right") - 1, 0, len(self.quality) - 1))
+        # an unmeasured bin borrows the nearest measured bin below it (more conservative)
+        for j in list(range(b, -1, -1)) + list(range(b + 1, len(self.quality))):
+            row = self.quality[j]
+            if all(v is not None for v in row):
+                return np.array(row, float)
+        return np.ones(len(self.fractions))
+
+    def quality_at(self, similarity: float, fraction: float) -> float:
+        """Relative quality (1 = as good as unshared) for a member at this similarity and fraction."""
+        return float(np.interp(fraction, self.fractions, self._row(similarity)))
+
+    def max_fraction(self, similarity: float, tolerance: float) -> float:
+        """Largest measured shared fraction whose quality, and every smaller one's, stays within tolerance."""
+        row, best = self._row(similarity), 0.0
+        for f, q in zip(self.fractions, row):
+            if q < 1.0 - tolerance:
+                break
+            best = f
+        return best
+
+
+def plan_groups(groups: list[Group], steps: int, table: QualityTable | None, tolerance: float) -> list[GroupPlan]:
+    """Shared steps per group from its members' similarity to the anchor (no table: no sharing)."""
+    plans = []
+    for g in groups:
+        s = 0
+        if table is not None and len(g.members) > 1:
+            s = int(np.floor(table.max_fraction(g.min_similarity, tolerance) * steps + 1e-9))
+        plans.append(GroupPlan(members=g.members, anchor=g.anchor, shared_steps=s))
+    return plans
+
+
+def load_table(path: str | Path) -> QualityTable | None:
+    p = Path(path)
+    return QualityTable.load(p) if p.exists() else None
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def variant(scene, n_changes: int, rng):
+    """The scene with ``n_changes`` randomly chosen attributes set to other values."""
+    from dataclasses import replace
+
+    from rlli.diffusion.tiny import world
+
+    names = list(rng.permutation(world.ATTRIBUTE_NAMES))[:n_changes]
+    changes = {}
+    for k in names:
+        options = [v for v in world.ATTRIBUTES[k] if v != getattr(scene, k)]
+        changes[k] = options[rng.integers(len(options))]
+    return replace(scene, **changes)
+
+
+def calibration_prompts(n_anchors: int, seed: int) -> list[tuple[str, list[str]]]:
+    """Anchor captions, each with six variants: from a rewording to an unrelated scene."""
+    from rlli.diffusion.tiny import world
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_anchors):
+        scene = world.random_scene(rng, "test")
+        anchor, stated = world.caption(scene, rng, "train")
+        same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
+        variants = [world.caption(scene, rng, "train", mentions=same)[0],  # rewording, same attributes stated
+                    world.caption(scene, rng, "train")[0]]  # the same scene, other attributes stated
+        for k in (1, 2, 3):
+            variants.append(world.caption(variant(scene, k, rng), rng, "train")[0])
+        variants.append(world.caption(world.random_scene(rng, "train"), rng, "train")[0])
+        out.append((anchor, variants))
+    return out
+
+
+def calibrate(backbone, plan: Plan, n_anchors: int = 24, shared: tuple[int, ...] | None = None,
+              seed: int = 0, log=print) -> dict:
+    from rlli.diffusion.fidelity import fidelity_batch
+    from rlli.text import embed
+
+    shared = shared or tuple(sorted({0, 1, 2, 3, 4, 6, 8, 10, 12, 16, plan.steps}))
+    pairs = calibration_prompts(n_anchors, seed)
+    engine = Engine(backbone)
+    # one round per shared-step value: every anchor group with all its variants as members
+    requests, groups = [], []
+    for a, (anchor, variants) in enumerate(pairs):
+        first = len(requests)
+        requests.append(Request(anchor, seed=seed * 1000 + a))
+        requests += [Request(v, seed=seed * 1000 + a) for v in variants]
+        groups.append((first, tuple(range(first, len(requests)))))
+    sims = []
+    for anchor, variants in pairs:
+        e = embed([anchor, *variants])
+        sims += list(e[1:] @ e[0])
+    member_prompts = [v for _, vs in pairs for v in vs]
+    fid = {}
+    t0 = time.time()
+    for s in shared:
+        gp = [GroupPlan(members=m, anchor=a, shared_steps=s) for a, m in groups]
+        res = engine.run(requests, gp, plan)
+        imgs = np.stack([res.outputs[i].image for i in _member_rows(groups)])
+        fid[s] = np.array([f if f is not None else np.nan for f in fidelity_batch(imgs, member_prompts)])
+        log(f"shared {s:2d}/{plan.steps}: mean fidelity {np.nanmean(fid[s]):.3f}  ({time.time() - t0:.0f} s)")
+    sims = np.array(sims)
+    edges = list(SIM_EDGES)
+    fractions = [s / plan.steps for s in shared]
+    quality, absolute, counts = [], [], []
+    base = fid[0]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (sims >= lo) & (sims < hi) & ~np.isnan(base)
+        counts.append(int(m.sum()))
+        if m.sum() < 3 or np.mean(base[m]) <= 0:
+            quality.append([None] * len(shared))
+            absolute.append([None] * len(shared))
+            continue
+        quality.append([round(float(min(1.0, np.mean(fid[s][m]) / np.mean(base[m]))), 4) for s in shared])
+        absolute.append([round(float(np.mean(fid[s][m])), 4) for s in shared])
+    return {"sim_edges": edges, "fractions": fractions, "shared_steps": list(shared), "quality": quality,
+            "fidelity": absolute, "pairs_per_bin": counts, "pairs": len(member_prompts),
+            "pair_similarity": [round(float(x), 4) for x in sims]}
+
+
+def _member_rows(groups: list[tuple[int, tuple[int, ...]]]) -> list[int]:
+    return [i for a, m in groups for i in m if i != a]

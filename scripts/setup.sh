@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up .venv in the repository (idempotent: a second run only checks a stamp and returns).
+# Usage: scripts/setup.sh [dev]   - "dev" adds the test tools (pytest, ruff).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want="requirements.txt"
+[ "${1:-}" = "dev" ] && want="requirements-dev.txt"
+stamp=".venv/.installed-$(cat requirements.txt "$want" | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  echo "[setup] .venv is up to date ($want)"
+  exit 0
+fi
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+echo "[setup] installing torch 2.13.0 (CPU wheel) first, so nothing pulls a CUDA build"
+.venv/bin/python -m pip install --disable-pip-version-check -q "torch==2.13.0"
+echo "[setup] installing $want (a few minutes on a fresh machine)"
+.venv/bin/python -m pip install --disable-pip-version-check -q -r "$want"
+.venv/bin/python - <<'PY'
+import torch
+assert torch.__version__.startswith("2.13.0"), torch.__version__
+assert not torch.version.cuda, "a CUDA build of torch was installed"
+print(f"[setup] torch {torch.__version__} (CPU) ok")
+PY
+rm -f .venv/.installed-*
+touch "$stamp"
+echo "[setup] done"

@@ -1,0 +1,54 @@
+"""The embedded model: training smoke run with save/load round trip, and the shipped weights."""
+
+import numpy as np
+import pytest
+
+from rlli.config import ASSETS
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, independent_groups
+from rlli.diffusion.tiny.backbone import MissingWeights, TinyBackbone
+from rlli.diffusion.tiny.train import TrainConfig, train
+
+
+def test_training_smoke_run_checkpoints_resumes_and_loads(tmp_path):
+    cfg = TrainConfig(minutes=0.03, images=48, batch=4, run_dir=str(tmp_path / "run"), out=str(tmp_path / "w"),
+                      checkpoint_every_s=0.0)
+    first = train(cfg, log=lambda m: None)
+    assert first["steps"] >= 1 and (tmp_path / "run" / "checkpoint.pt").exists()
+    cfg.minutes = 0.06
+    logs = []
+    second = train(cfg, log=logs.append)
+    assert any(m.startswith("resumed at step") for m in logs)
+    assert second["steps"] > first["steps"]
+    backbone = TinyBackbone(tmp_path / "w")
+    res = Engine(backbone).run([Request("a red house", 1)], independent_groups(1), Plan(steps=3))
+    assert res.outputs[0].image.shape == (64, 64, 3)
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(MissingWeights, match="rlli train tiny-t2i"):
+        TinyBackbone(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return TinyBackbone(ASSETS / "tiny-t2i")
+
+
+def test_shipped_model_is_small_and_deterministic(shipped):
+    assert (ASSETS / "tiny-t2i" / "model.safetensors").stat().st_size <= 25 * 1024 * 1024
+    engine, plan = Engine(shipped), Plan(steps=8)
+    reqs = [Request("a red house on grass at sunset", 5), Request("two blue boats on a lake at night", 6)]
+    a = engine.run(reqs, independent_groups(2), plan)
+    b = engine.run(reqs, independent_groups(2), plan)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a.outputs, b.outputs))
+    assert np.abs(a.outputs[0].image.astype(int) - a.outputs[1].image.astype(int)).mean() > 10
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler", "dpm", "unipc"])
+def test_shipped_model_shares_exactly_for_identical_prompts(shipped, scheduler):
+    engine, plan = Engine(shipped), Plan(steps=6, scheduler=scheduler)
+    reqs = [Request("a yellow car on a street", 3), Request("a yellow car on a street", 9)]
+    shared = engine.run(reqs, [GroupPlan((0, 1), 0, 4)], plan)
+    solo = engine.run(reqs[:1], independent_groups(1), plan)
+    for o in shared.outputs:
+        assert np.abs(o.image.astype(int) - solo.outputs[0].image.astype(int)).max() <= 1
