@@ -56,10 +56,11 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     plan = Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
     requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
     groups = group_prompts(prompts, settings.group_threshold, settings.text_model)
-    table = load_table(settings.calibration)
+    table = load_table(settings.calibration, backbone.name, plan.scheduler)
     plans = plan_groups(groups, plan.steps, table, settings.quality_tolerance)
-    engine.run(requests[:2], independent_groups(2), Plan(steps=2, guidance_scale=plan.guidance_scale,
-                                                        scheduler=plan.scheduler))  # warm-up
+    warm = requests[:2]
+    engine.run(warm, independent_groups(len(warm)), Plan(steps=2, guidance_scale=plan.guidance_scale,
+                                                         scheduler=plan.scheduler))
     shared = engine.run(requests, plans, plan)
     indep = engine.run(requests, independent_groups(len(requests)), plan)
     img_s = np.stack([o.image for o in shared.outputs])
@@ -158,7 +159,7 @@ def sample_grid(settings: Settings, out_path, seeds: int = 6) -> dict:
     plan = Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
     reqs = [Request(p, seed=s) for p in GRID_PROMPTS for s in range(seeds)]
     rows = [o.image for o in engine.run(reqs, independent_groups(len(reqs)), plan).outputs]
-    shares = [0, 2, 4, 6, 8, 12, 16, plan.steps][: max(seeds, 2)]
+    shares = sorted({s for s in (0, 2, 4, 6, 8, 12, 16) if s < plan.steps} | {plan.steps})[: max(seeds, 2)]
     pair_reqs, pair_groups = [], []
     for s in shares:
         i = len(pair_reqs)

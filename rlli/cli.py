@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 
 from rlli.config import Settings
 
 
 def _settings(args) -> Settings:
+    """Settings from the environment, with the command's flags on top (validated the same way)."""
     s = Settings()
-    overrides = {k: getattr(args, k) for k in ("group_threshold", "steps", "scheduler") if getattr(args, k, None)}
-    return s.model_copy(update=overrides) if overrides else s
+    overrides = {k: getattr(args, k) for k in ("group_threshold", "steps", "scheduler")
+                 if getattr(args, k, None) is not None}
+    return Settings.model_validate({**s.model_dump(), **overrides}) if overrides else s
 
 
 def _group(args) -> int:
@@ -25,7 +28,8 @@ def _group(args) -> int:
 
     s = Settings()
     try:
-        prompts = parse_prompts(sys.stdin.read(), max_prompts=10_000, max_chars=s.max_prompt_chars)
+        prompts = parse_prompts(sys.stdin.buffer.read().decode("utf-8"), max_prompts=10_000,
+                                max_chars=s.max_prompt_chars)
     except PromptError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -85,7 +89,7 @@ def _bench(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     from rlli.diffusion import get_backbone
@@ -98,16 +102,29 @@ def _calibrate(args) -> int:
     table = calibrate(backbone, plan, n_anchors=args.anchors, seed=args.seed, log=lambda m: print(m, flush=True))
     table["how"] = (
         f"python -m rlli calibrate --anchors {args.anchors} --seed {args.seed}: {args.anchors} held-out anchor "
-        "captions, each with 6 variants (a rewording stating the same attributes, a caption of the same scene stating others, 1, 2 and 3 attributes changed, an unrelated scene); each "
+        "captions, each with 6 variants (a rewording stating the same attributes, a caption of the same "
+        "scene stating others, 1, 2 and 3 attributes changed, an unrelated scene); each "
         "variant shares the first s steps with its anchor (anchor's seed) and finishes with its own prompt; "
         "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1)."
     )
     table["measured_with"] = {"backbone": backbone.name, "steps": plan.steps, "guidance_scale": plan.guidance_scale,
-                              "scheduler": plan.scheduler, "date": datetime.now(timezone.utc).isoformat()[:19]}
+                              "scheduler": plan.scheduler, "date": datetime.now(UTC).isoformat()[:19]}
+    from rlli.diffusion.calibration import QualityTable, tune_threshold
+
+    qt = QualityTable(table["sim_edges"], table["fractions"], table["quality"], table)
+    table["threshold"] = tune_threshold(qt, plan.steps, s.quality_tolerance)
+    table["threshold"]["how"] = (
+        "tune_threshold: 40 synthetic 16-prompt rounds (3-4 topics of rewordings, looser captions and "
+        "one-attribute variants, plus outliers); per threshold, group + plan with this table; recommended = "
+        "the threshold saving the most denoiser passes (the plan keeps every group within the tolerance).")
     out = Path(args.out) if args.out else s.calibration
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=1))
     print(f"wrote {out}")
+    for row in table["threshold"]["sweep"]:
+        print(f"threshold {row['threshold']:.2f}: passes saved {100 * row['passes_saved']:5.1f}%  "
+              f"predicted quality {row['predicted_quality']:.3f}")
+    print(f"recommended grouping threshold: {table['threshold']['recommended']}")
     for lo, hi, row, n in zip(table["sim_edges"], table["sim_edges"][1:], table["quality"], table["pairs_per_bin"]):
         cells = " ".join("  -  " if q is None else f"{q:.2f} " for q in row)
         print(f"sim [{lo:5.2f},{hi:5.2f}) n={n:3d}: {cells}")
@@ -204,12 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UnicodeDecodeError:
+        print("error: the input is not valid UTF-8 text", file=sys.stderr)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors())
+        print(f"error: invalid setting ({problems}); see `python -m rlli settings` and the README", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     steps: int = Field(20, ge=1, le=200, description="denoising steps N")
     guidance_scale: float = Field(2.0, ge=0.0, le=30.0, description="classifier-free guidance scale")
     scheduler: Literal["ddim", "euler", "dpm", "unipc"] = Field("ddim", description="sampler")
-    quality_tolerance: float = Field(0.03, ge=0.0, le=1.0, description="largest predicted fidelity drop the default sharing plan accepts")
+    quality_tolerance: float = Field(0.03, ge=0.0, le=1.0,
+                                     description="largest predicted relative quality drop the sharing plan accepts")
     device: str = Field("cpu", description="torch device")
     calibration: Path = Field(ASSETS / "calibration.json", description="quality table from `rlli calibrate`")
 

@@ -74,7 +74,8 @@ class StudioService:
         plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
         requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
         groups = group_prompts(prompts, s.group_threshold, s.text_model)
-        plans = plan_groups(groups, plan.steps, load_table(s.calibration), s.quality_tolerance)
+        table = load_table(s.calibration, backbone.name, plan.scheduler)
+        plans = plan_groups(groups, plan.steps, table, s.quality_tolerance)
         shared = engine.run(requests, plans, plan)
         images = np.stack([o.image for o in shared.outputs])
         fid = _fidelity(images, prompts, backbone.name)
@@ -82,7 +83,8 @@ class StudioService:
                       "denoiser_passes_independent": plan.steps * len(prompts) * (2 if plan.cfg else 1),
                       "wall_s": {k: round(v, 3) for k, v in shared.wall_s.items()},
                       "handoff_bytes": sum(o.handoff_bytes for o in shared.outputs),
-                      "backbone": backbone.name, "steps": plan.steps, "scheduler": plan.scheduler}
+                      "backbone": backbone.name, "steps": plan.steps, "scheduler": plan.scheduler,
+                      "calibrated": table is not None}
         indep, fid_i = None, None
         if compare:
             res = engine.run(requests, independent_groups(len(requests)), plan)

@@ -22,9 +22,8 @@ echo "[setup] installing $want (a few minutes on a fresh machine)"
 .venv/bin/python -m pip install --disable-pip-version-check -q -r "$want"
 .venv/bin/python - <<'PY'
 import torch
-assert torch.__version__.startswith("2.13.0"), torch.__version__
-assert not torch.version.cuda, "a CUDA build of torch was installed"
-print(f"[setup] torch {torch.__version__} (CPU) ok")
+assert torch.__version__.startswith("2.13.0"), f"expected torch 2.13.0, got {torch.__version__}"
+print(f"[setup] torch {torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU'} build)")
 PY
 rm -f .venv/.installed-*
 touch "$stamp"

@@ -46,3 +46,16 @@ def test_calibration_prompts_span_paraphrases_to_unrelated():
     pairs = calibration_prompts(4, seed=0)
     assert len(pairs) == 4 and all(len(v) == 6 for _, v in pairs)
     assert pairs == calibration_prompts(4, seed=0)
+
+
+def test_threshold_sweep_reports_savings_and_recommends_one():
+    import numpy as np
+
+    from rlli.diffusion.calibration import THRESHOLDS, service_round, tune_threshold
+
+    assert len(service_round(np.random.default_rng(0))) == 16
+    r = tune_threshold(_table(), steps=20, tolerance=0.03, rounds=3)
+    assert [row["threshold"] for row in r["sweep"]] == list(THRESHOLDS)
+    assert r["recommended"] in THRESHOLDS
+    assert all(0 <= row["passes_saved"] < 1 and row["predicted_quality"] >= 0.97 for row in r["sweep"])
+    assert max(row["passes_saved"] for row in r["sweep"]) > 0

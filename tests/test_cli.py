@@ -46,12 +46,28 @@ def test_settings_come_from_the_environment():
 def test_bench_sharing_json_on_a_prompts_file(tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("a red house on grass at sunset\na red house on the grass at sunset\na blue boat at sea\n")
-    out = rlli("bench", "sharing", "--prompts", str(f), "--steps", "6", "--json")
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"sim_edges": [-1.0, 0.9, 1.0001], "fractions": [0.0, 0.5, 1.0],
+                                 "quality": [[1.0, 0.5, 0.2], [1.0, 1.0, 0.5]]}))
+    out = subprocess.run([sys.executable, "-m", "rlli", "bench", "sharing", "--prompts", str(f), "--steps", "6",
+                          "--group-threshold", "0.9", "--json"], capture_output=True, text=True, timeout=600,
+                         env={**ENV, "RLLI_CALIBRATION": str(table)})
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     for key in ("calls_shared", "calls_independent", "wall_shared_s", "wall_independent_s", "quality_shared",
                 "quality_independent", "quality_metric"):
         assert key in r
-    assert r["calls_shared"] <= r["calls_independent"] == 3 * 6 * 2
+    assert r["calls_independent"] == 3 * 6 * 2
+    assert r["calls_shared"] == r["calls_independent"] - 2 * 3  # the paraphrase pair shares 3 of 6 steps
     missing = rlli("bench", "sharing", "--prompts", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "error" in missing.stderr
+
+
+def test_bad_settings_and_bad_bytes_get_messages():
+    out = subprocess.run([sys.executable, "-m", "rlli", "group"], input=b"\xff\xfe\x00bad", capture_output=True,
+                         env=ENV, timeout=120)
+    assert out.returncode == 2 and b"UTF-8" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rlli", "settings"], capture_output=True, text=True,
+                         env={**ENV, "RLLI_STEPS": "lots"}, timeout=120)
+    assert out.returncode == 2 and "invalid setting" in out.stderr and "steps" in out.stderr
+    assert "Traceback" not in out.stderr

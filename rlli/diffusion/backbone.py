@@ -52,8 +52,7 @@ class Backbone(Protocol):
 
 
 def cond_rows(cond: Conditioning, rows: list[int] | torch.Tensor) -> Conditioning:
-    idx = torch.as_tensor(rows, dtype=torch.long)
-    return {k: v.index_select(0, idx) for k, v in cond.items()}
+    return {k: v.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=v.device)) for k, v in cond.items()}
 
 
 def cond_cat(conds: list[Conditioning]) -> Conditioning:

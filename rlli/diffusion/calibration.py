@@ -37,12 +37,12 @@ class QualityTable:
 
     def _row(self, similarity: float) -> np.ndarray:
         b = int(np.clip(np.searchsorted(self.sim_edges, similarity, side="right") - 1, 0, len(self.quality) - 1))
-        # an unmeasured bin borrows the nearest measured bin below it (more conservative)
-        for j in list(range(b, -1, -1)) + list(range(b + 1, len(self.quality))):
+        # an unmeasured bin borrows the nearest measured bin below it (more conservative); none: no sharing
+        for j in range(b, -1, -1):
             row = self.quality[j]
             if all(v is not None for v in row):
                 return np.array(row, float)
-        return np.ones(len(self.fractions))
+        return np.array([1.0] + [0.0] * (len(self.fractions) - 1))
 
     def quality_at(self, similarity: float, fraction: float) -> float:
         """Relative quality (1 = as good as unshared) for a member at this similarity and fraction."""
@@ -69,9 +69,18 @@ def plan_groups(groups: list[Group], steps: int, table: QualityTable | None, tol
     return plans
 
 
-def load_table(path: str | Path) -> QualityTable | None:
+def load_table(path: str | Path, backbone: str | None = None, scheduler: str | None = None) -> QualityTable | None:
+    """The table at ``path``; None (no sharing) if missing or measured on another backbone or scheduler."""
     p = Path(path)
-    return QualityTable.load(p) if p.exists() else None
+    if not p.exists():
+        return None
+    table = QualityTable.load(p)
+    measured = table.meta.get("measured_with", {})
+    if backbone is not None and measured.get("backbone") not in (None, backbone):
+        return None
+    if scheduler is not None and measured.get("scheduler") not in (None, scheduler):
+        return None
+    return table
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -115,7 +124,7 @@ def calibrate(backbone, plan: Plan, n_anchors: int = 24, shared: tuple[int, ...]
     from rlli.diffusion.fidelity import fidelity_batch
     from rlli.text import embed
 
-    shared = shared or tuple(sorted({0, 1, 2, 3, 4, 6, 8, 10, 12, 16, plan.steps}))
+    shared = tuple(sorted({0, plan.steps, *(s for s in (shared or (1, 2, 3, 4, 6, 8, 10, 12, 16)) if s < plan.steps)}))
     pairs = calibration_prompts(n_anchors, seed)
     engine = Engine(backbone)
     # one round per shared-step value: every anchor group with all its variants as members
@@ -159,3 +168,62 @@ def calibrate(backbone, plan: Plan, n_anchors: int = 24, shared: tuple[int, ...]
 
 def _member_rows(groups: list[tuple[int, tuple[int, ...]]]) -> list[int]:
     return [i for a, m in groups for i in m if i != a]
+
+
+# ----------------------------------------------------------------------------- the grouping threshold
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def service_round(rng, n: int = 16) -> list[str]:
+    """A synthetic busy-service round: 3-4 topics of 2-4 requests each (rewordings, looser captions of
+    the same scene, one-attribute variants), the rest unrelated outliers."""
+    from rlli.diffusion.tiny import world
+
+    prompts: list[str] = []
+    for _ in range(int(rng.integers(3, 5))):
+        scene = world.random_scene(rng, "train")
+        first, stated = world.caption(scene, rng, "train")
+        same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
+        prompts.append(first)
+        for _ in range(int(rng.integers(1, 4))):
+            r = rng.random()
+            if r < 0.6:
+                prompts.append(world.caption(scene, rng, "train", mentions=same)[0])
+            elif r < 0.8:
+                prompts.append(world.caption(scene, rng, "train")[0])
+            else:
+                prompts.append(world.caption(variant(scene, 1, rng), rng, "train", mentions=same)[0])
+    while len(prompts) < n:
+        prompts.append(world.caption(world.random_scene(rng, "train"), rng, "train")[0])
+    return prompts[:n]
+
+
+def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: int = 40, seed: int = 7,
+                   thresholds: tuple[float, ...] = THRESHOLDS) -> dict:
+    """Sweep the grouping threshold over synthetic rounds; predicted savings and quality from the table.
+
+    For each threshold: group, plan with the table, then denoiser passes saved (exact) and the
+    members' predicted relative quality (table). The recommendation is the threshold that saves
+    the most passes; ties go to the higher threshold.
+    """
+    from rlli.grouping import group_by_similarity
+    from rlli.text import cosine_matrix, embed
+
+    rng = np.random.default_rng(seed)
+    sims = [cosine_matrix(embed(service_round(rng))) for _ in range(rounds)]
+    rows = []
+    for t in thresholds:
+        saved, quality = [], []
+        for sim in sims:
+            groups = group_by_similarity(sim, t)
+            plans = plan_groups(groups, steps, table, tolerance)
+            k = sim.shape[0]
+            used = sum(p.shared_steps + len(p.members) * (steps - p.shared_steps) for p in plans)
+            saved.append(1 - used / (k * steps))
+            for g, p in zip(groups, plans):
+                quality += [table.quality_at(s, p.shared_steps / steps) for s in g.similarity]
+        rows.append({"threshold": t, "passes_saved": round(float(np.mean(saved)), 4),
+                     "predicted_quality": round(float(np.mean(quality)), 4)})
+    best = max(rows, key=lambda r: (r["passes_saved"], r["threshold"]))
+    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": best["threshold"]}

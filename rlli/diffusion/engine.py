@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from diffusers import DPMSolverMultistepScheduler
 
 from rlli.diffusion.backbone import Backbone, Conditioning, cond_cat, cond_rows
 
@@ -48,6 +49,12 @@ class Plan:
     steps: int = 20
     guidance_scale: float = 2.0
     scheduler: str = "ddim"
+
+    def __post_init__(self):
+        if not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps must be between 1 and 1000, not {self.steps}")
+        if self.guidance_scale < 0:
+            raise ValueError("the guidance scale cannot be negative")
 
     @property
     def cfg(self) -> bool:
@@ -88,17 +95,19 @@ def independent_groups(n: int) -> list[GroupPlan]:
     return [GroupPlan(members=(i,), anchor=i, shared_steps=0) for i in range(n)]
 
 
-def _noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.randn((1, *shape), generator=torch.Generator().manual_seed(int(seed)))
+def _noise(seed: int, shape: tuple[int, ...], device) -> torch.Tensor:
+    """Seeded on the CPU (the same numbers on every device), then moved."""
+    return torch.randn((1, *shape), generator=torch.Generator().manual_seed(int(seed))).to(device)
 
 
 def _state_bytes(latent: torch.Tensor, scheduler) -> int:
     """Bytes a hand-off carries: the latent plus any multistep solver history."""
     total = latent.numel() * latent.element_size()
-    for name in ("model_outputs", "ets"):
-        for t in getattr(scheduler, name, None) or []:
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
+    history = [t for t in getattr(scheduler, "model_outputs", None) or [] if isinstance(t, torch.Tensor)]
+    if isinstance(scheduler, DPMSolverMultistepScheduler):
+        history = history[1:]  # DPM-Solver++ shifts its oldest output out before using the history
+    for t in history:
+        total += t.numel() * t.element_size()
     last = getattr(scheduler, "last_sample", None)
     if isinstance(last, torch.Tensor):
         total += last.numel() * last.element_size()
@@ -120,7 +129,7 @@ class Engine:
         """One denoising step for every branch, in one batched call. Returns passes used."""
         ts = [b.scheduler.timesteps[b.step] for b in branches]
         x = torch.cat([b.scheduler.scale_model_input(b.latent, t) for b, t in zip(branches, ts)])
-        t = torch.stack([torch.as_tensor(v) for v in ts]).reshape(-1)
+        t = torch.stack([torch.as_tensor(v) for v in ts]).reshape(-1).to(x.device)
         c = cond_rows(cond, [b.cond_row for b in branches])
         if plan.cfg:
             u = cond_rows(uncond, [0] * len(branches))
@@ -156,6 +165,7 @@ class Engine:
         cond, uncond = self.backbone.encode(prompts)
         wall["encode"] = time.perf_counter() - t0
         shape = tuple(self.backbone.latent_shape)
+        device = cond[next(iter(cond))].device
         passes = 0
 
         # phase 1: shared prefixes, all groups batched, keyed by group index
@@ -164,7 +174,7 @@ class Engine:
         for gi, g in enumerate(groups):
             if g.shared_steps > 0:
                 sched = self._scheduler(plan)
-                lat = _noise(requests[g.anchor].seed, shape) * sched.init_noise_sigma
+                lat = _noise(requests[g.anchor].seed, shape, device) * sched.init_noise_sigma
                 prefix[gi] = _Branch(lat, sched, 0, row[requests[g.anchor].prompt])
         while active := [b for gi, b in prefix.items() if b.step < groups[gi].shared_steps]:
             passes += self._advance(active, cond, uncond, plan)
@@ -182,7 +192,7 @@ class Engine:
                     handoff = _state_bytes(p.latent, p.scheduler)
                 else:
                     sched = self._scheduler(plan)
-                    b = _Branch(_noise(r.seed, shape) * sched.init_noise_sigma, sched, 0, row[r.prompt])
+                    b = _Branch(_noise(r.seed, shape, device) * sched.init_noise_sigma, sched, 0, row[r.prompt])
                     handoff = 0
                 branches.append((k, gi, b, handoff))
         while active := [b for _, _, b, _ in branches if b.step < plan.steps]:

@@ -62,6 +62,6 @@ class TinyBackbone:
         overrides = {"timestep_spacing": "trailing"}
         if kind == "ddim":
             overrides.update(clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=False)
-        elif kind in ("dpm", "unipc"):
-            overrides.update(thresholding=False)
+        elif kind in ("dpm", "unipc"):  # dynamic thresholding capped at 1 = clipping x0 to [-1, 1]
+            overrides.update(thresholding=True, sample_max_value=1.0)
         return scheduler_from_config(kind, self.scheduler_config, **overrides)
