@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     quality_tolerance: float = Field(0.03, ge=0.0, le=1.0,
                                      description="largest predicted relative quality drop the sharing plan accepts")
     device: str = Field("cpu", description="torch device")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="denoiser precision; auto = bfloat16 on CPUs with native bf16 (AMX/AVX512-BF16), "
+                            "float16 on CUDA, else float32")
     calibration: Path = Field(ASSETS / "calibration.json", description="quality table from `rlli calibrate`")
 
     # app

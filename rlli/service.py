@@ -31,15 +31,21 @@ class RoundReport:
     settings: dict = field(default_factory=dict)
 
     def rows(self) -> list[list]:
-        """One table row per request: prompt, group, anchor, shared/own steps, hand-off, fidelity."""
+        """One row per request: prompt, group, similarity to the anchor, shared/own steps, hand-off, fidelity."""
+        sim = {m: s for g in self.groups for m, s in zip(g["member_index"], g["similarity"])}
         out = []
         for i, o in enumerate(self.outputs):
             f = self.fidelity[i]
             fi = self.fidelity_independent[i] if self.fidelity_independent else None
-            out.append([o.prompt, o.group + 1, o.anchor_prompt, o.shared_steps, o.own_steps,
+            out.append([o.prompt, o.group + 1, sim.get(i), o.shared_steps, o.own_steps,
                         round(o.handoff_bytes / 1024, 1), None if f is None else round(f, 3),
                         None if fi is None else round(fi, 3)])
         return out
+
+    def group_rows(self) -> list[list]:
+        """One row per group: number, anchor, size, least similarity to the anchor, shared steps."""
+        return [[g["group"], g["anchor"], len(g["members"]), min(g["similarity"]), g["shared_steps"]]
+                for g in self.groups]
 
 
 def _fidelity(images: np.ndarray, prompts: list[str], backbone_name: str) -> list[float | None]:
@@ -93,6 +99,7 @@ class StudioService:
             accounting["wall_independent_s"] = round(res.wall_s["total"], 3)
             accounting["denoiser_passes_independent"] = res.denoiser_passes
         group_view = [{"group": gi + 1, "anchor": prompts[p.anchor], "members": [prompts[m] for m in p.members],
-                       "similarity": [round(x, 3) for x in g.similarity], "shared_steps": p.shared_steps}
+                       "member_index": list(p.members), "similarity": [round(x, 3) for x in g.similarity],
+                       "shared_steps": p.shared_steps}
                       for gi, (g, p) in enumerate(zip(groups, plans))]
         return RoundReport(prompts, group_view, shared.outputs, indep, fid, fid_i, accounting, s.public_dict())

@@ -33,7 +33,7 @@ def test_a_round_through_the_api(client):
     prompts = "a red house on grass at sunset\na red house on the grass at sunset\ntwo blue boats at night"
     summary, groups, table, shared, independent = client.predict(prompts, 3, True, api_name="/generate")
     assert "3 prompts" in summary
-    assert sum(len(g["members"]) for g in groups) == 3
+    assert sum(row[2] for row in groups["data"]) == 3
     assert len(table["data"]) == 3 and len(shared) == 3 and len(independent) == 3
 
 
@@ -42,4 +42,4 @@ def test_a_round_through_the_api(client):
 def test_bad_input_gets_a_message_not_a_crash(client, text):
     summary, groups, table, shared, independent = client.predict(text, 0, False, api_name="/generate")
     assert summary.startswith("**Cannot run this round:**")
-    assert not shared and not table["data"]
+    assert not shared and not table["data"] and not groups["data"]

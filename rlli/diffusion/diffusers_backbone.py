@@ -45,7 +45,7 @@ class DiffusersBackbone:
     @torch.no_grad()
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.unet(latents.to(self.device, self.dtype), timesteps.to(self.device),
-                         encoder_hidden_states=cond["encoder_hidden_states"]).sample
+                         encoder_hidden_states=cond["encoder_hidden_states"]).sample.float()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

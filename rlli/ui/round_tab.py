@@ -19,8 +19,9 @@ EXAMPLE = "\n".join([
     "a purple mountain in the desert at dusk",
 ])
 
-ROW_HEADERS = ["prompt", "group", "anchor", "shared steps", "own steps", "hand-off KiB", "fidelity",
-               "fidelity (independent)"]
+ROW_HEADERS = ["prompt", "group", "similarity to anchor", "shared steps", "own steps", "hand-off KiB",
+               "fidelity", "fidelity (independent)"]
+GROUP_HEADERS = ["group", "anchor (medoid)", "members", "least similarity", "shared steps"]
 
 
 def _summary(report) -> str:
@@ -33,6 +34,9 @@ def _summary(report) -> str:
              f"own steps {a['wall_s']['branches']:.2f} s)"
              + (f"; independent {a['wall_independent_s']:.2f} s" if "wall_independent_s" in a else ""),
              f"- hand-off payload: {a['handoff_bytes'] / 1024:.1f} KiB in all"]
+    if not a.get("calibrated"):
+        lines.append("- no calibration table for this backbone and scheduler: groups share no steps "
+                     "(run `python -m rlli calibrate`)")
     fid = [f for f in report.fidelity if f is not None]
     if fid:
         lines.append(f"- mean fidelity (share of stated attributes the probe finds): {sum(fid) / len(fid):.3f}")
@@ -50,7 +54,7 @@ def build(service: StudioService) -> None:
             run = gr.Button("Generate", variant="primary")
         with gr.Column(scale=3):
             summary = gr.Markdown("Press **Generate** to group the prompts and run a shared round.")
-            groups = gr.JSON(label="Groups (anchor, members, similarity to the anchor, shared steps)")
+            groups = gr.Dataframe(headers=GROUP_HEADERS, label="Groups", interactive=False, wrap=True)
     table = gr.Dataframe(headers=ROW_HEADERS, label="Requests", interactive=False, wrap=True)
     with gr.Row():
         shared = gr.Gallery(label="Shared generation", columns=4, height="auto", object_fit="contain")
@@ -68,7 +72,7 @@ def build(service: StudioService) -> None:
         cap = [f"g{o.group + 1} s={o.shared_steps}: {o.prompt}" for o in report.outputs]
         gal = [(o.image, c) for o, c in zip(report.outputs, cap)]
         twins = [(o.image, o.prompt) for o in report.independent] if report.independent else None
-        return _summary(report), report.groups, report.rows(), gal, twins
+        return _summary(report), report.group_rows(), report.rows(), gal, twins
 
     run.click(on_run, [prompts, seed, compare], [summary, groups, table, shared, independent],
               concurrency_limit=1, api_name="generate")

@@ -23,7 +23,8 @@ class MissingWeights(FileNotFoundError):
 
 
 class TinyBackbone:
-    def __init__(self, weights: str | Path, device: str = "cpu", text_model: str = ""):
+    def __init__(self, weights: str | Path, device: str = "cpu", text_model: str = "",
+                 dtype: torch.dtype = torch.float32):
         weights = Path(weights)
         if not (weights / "model.safetensors").exists():
             raise MissingWeights(f"no embedded model weights in {weights}: run `python -m rlli train tiny-t2i`")
@@ -37,6 +38,7 @@ class TinyBackbone:
         self.text_model = text_model
         self.max_tokens = self.config.get("max_tokens", 32)
         self.name = f"tiny-t2i ({weights.name})"
+        self.dtype = dtype  # weights stay float32; lower precision runs under autocast
         self.scheduler_config = dict(self.config["scheduler"])
 
     @property
@@ -52,8 +54,10 @@ class TinyBackbone:
 
     @torch.no_grad()
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        return self.model(latents.to(self.device), timesteps.to(self.device), cond["tokens"], cond["mask"],
-                          cond["pooled"])
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            out = self.model(latents.to(self.device), timesteps.to(self.device), cond["tokens"], cond["mask"],
+                             cond["pooled"])
+        return out.float()
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         return to_uint8(latents)
