@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bench)
 
     c = sub.add_parser("calibrate", help="measure the quality table Q(similarity, shared fraction)")
-    c.add_argument("--anchors", type=int, default=24)
+    c.add_argument("--anchors", type=int, default=32)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)

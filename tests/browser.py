@@ -48,5 +48,5 @@ def run_round(page, url: str, prompts: str | None = None, timeout_ms: int = 240_
         box = page.get_by_label("Prompts, one per line")
         box.fill(prompts)
     page.get_by_role("button", name="Generate").click()
-    page.get_by_text("denoiser passes").or_(page.get_by_text("Cannot run this round")).first.wait_for(
-        timeout=timeout_ms)
+    done = page.get_by_text("denoiser passes").or_(page.get_by_text("Cannot run this round"))
+    done.or_(page.get_by_text("The model is not available")).first.wait_for(timeout=timeout_ms)

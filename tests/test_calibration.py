@@ -44,7 +44,7 @@ def test_unmeasured_bins_borrow_a_lower_bin(tmp_path):
 
 def test_calibration_prompts_span_paraphrases_to_unrelated():
     pairs = calibration_prompts(4, seed=0)
-    assert len(pairs) == 4 and all(len(v) == 6 for _, v in pairs)
+    assert len(pairs) == 4 and all(len(v) == 7 for _, v in pairs)
     assert pairs == calibration_prompts(4, seed=0)
 
 

@@ -10,6 +10,7 @@ and :func:`plan_groups` picks each group's shared steps from it.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +21,26 @@ import numpy as np
 from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
 from rlli.grouping import Group
 
-SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0001)
+MIN_PAIRS = 6  # a bin with fewer measured pairs stays unmeasured
+
+
+def monotone(rows: list[list[float] | None]) -> list[list[float] | None]:
+    """Impose the two shapes quality must have on noisy bin means: it cannot rise as more steps are shared
+    (running minimum along the fractions), and a more similar bin is at least as good as a less similar one
+    at every fraction (running maximum across measured bins, low to high)."""
+    out: list[list[float] | None] = []
+    below = None
+    for row in rows:
+        if row is None:
+            out.append(None)
+            continue
+        r = np.minimum.accumulate(np.array(row, float))
+        if below is not None:
+            r = np.maximum(r, below)
+        below = r
+        out.append([round(float(v), 4) for v in r])
+    return out
 
 
 @dataclass
@@ -86,40 +106,75 @@ def load_table(path: str | Path, backbone: str | None = None, scheduler: str | N
 # ----------------------------------------------------------------------------- measuring
 
 
-def variant(scene, n_changes: int, rng):
-    """The scene with ``n_changes`` randomly chosen attributes set to other values."""
+def variant(scene, n_changes: int, rng, among: list[str] | None = None):
+    """The scene with ``n_changes`` randomly chosen attributes (of ``among``) set to other values."""
     from dataclasses import replace
 
     from rlli.diffusion.tiny import world
 
-    names = list(rng.permutation(world.ATTRIBUTE_NAMES))[:n_changes]
+    pool = [k for k in (among or world.ATTRIBUTE_NAMES) if len(world.ATTRIBUTES[k]) > 1]
+    names = list(rng.permutation(pool))[:n_changes]
     changes = {}
     for k in names:
         options = [v for v in world.ATTRIBUTES[k] if v != getattr(scene, k)]
+        if k in ("warmth", "detail"):  # keep a stated look stated: neutral / normal have no words
+            options = [v for v in options if v not in ("neutral", "normal")] or options
         changes[k] = options[rng.integers(len(options))]
     return replace(scene, **changes)
 
 
+LIGHT_SUFFIXES = (", high quality", ", detailed", ", digital art", ", 4k", " please", ", simple")
+
+
+def light_edit(text: str, rng) -> str:
+    """The same request typed a little differently: an article dropped or added, or a style tag."""
+    words = text.split()
+    r = rng.random()
+    if r < 0.35 and words[0] in ("a", "an", "one"):
+        return " ".join(words[1:])
+    if r < 0.6 and "on" in words[:-1]:
+        i = words.index("on")
+        if words[i + 1] not in ("the", "a"):
+            return " ".join(words[:i + 1] + ["the"] + words[i + 1:])
+    return text + LIGHT_SUFFIXES[rng.integers(len(LIGHT_SUFFIXES))]
+
+
+def _same_words(scene, rng_state) -> str:
+    """Caption ``scene`` with the very draws (stated attributes, words, order) an earlier caption made."""
+    from rlli.diffusion.tiny import world
+
+    return world.caption(scene, copy.deepcopy(rng_state), "train")[0]
+
+
+def prompt_variants(scene, rng) -> tuple[str, list[str]]:
+    """An anchor caption and seven variants, from the same request typed differently to an unrelated one:
+    light edit, rewording (same attributes stated), the same scene with other attributes stated, one and two
+    stated attributes changed in the same words, one attribute changed in new words, an unrelated scene."""
+    from rlli.diffusion.tiny import world
+
+    state = copy.deepcopy(rng)
+    anchor, stated = world.caption(scene, rng, "train")
+    same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
+    return anchor, [
+        light_edit(anchor, rng),
+        world.caption(scene, rng, "train", mentions=same)[0],
+        world.caption(scene, rng, "train")[0],
+        _same_words(variant(scene, 1, rng, list(stated)), state),
+        _same_words(variant(scene, 2, rng, list(stated)), state),
+        world.caption(variant(scene, 1, rng), rng, "train", mentions=same)[0],
+        world.caption(world.random_scene(rng, "train"), rng, "train")[0],
+    ]
+
+
 def calibration_prompts(n_anchors: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Anchor captions, each with six variants: from a rewording to an unrelated scene."""
+    """Anchor captions of held-out scenes, each with its seven variants (:func:`prompt_variants`)."""
     from rlli.diffusion.tiny import world
 
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_anchors):
-        scene = world.random_scene(rng, "test")
-        anchor, stated = world.caption(scene, rng, "train")
-        same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
-        variants = [world.caption(scene, rng, "train", mentions=same)[0],  # rewording, same attributes stated
-                    world.caption(scene, rng, "train")[0]]  # the same scene, other attributes stated
-        for k in (1, 2, 3):
-            variants.append(world.caption(variant(scene, k, rng), rng, "train")[0])
-        variants.append(world.caption(world.random_scene(rng, "train"), rng, "train")[0])
-        out.append((anchor, variants))
-    return out
+    return [prompt_variants(world.random_scene(rng, "test"), rng) for _ in range(n_anchors)]
 
 
-def calibrate(backbone, plan: Plan, n_anchors: int = 24, shared: tuple[int, ...] | None = None,
+def calibrate(backbone, plan: Plan, n_anchors: int = 32, shared: tuple[int, ...] | None = None,
               seed: int = 0, log=print) -> dict:
     from rlli.diffusion.fidelity import fidelity_batch
     from rlli.text import embed
@@ -150,17 +205,18 @@ def calibrate(backbone, plan: Plan, n_anchors: int = 24, shared: tuple[int, ...]
     sims = np.array(sims)
     edges = list(SIM_EDGES)
     fractions = [s / plan.steps for s in shared]
-    quality, absolute, counts = [], [], []
+    raw, absolute, counts = [], [], []
     base = fid[0]
     for lo, hi in zip(edges[:-1], edges[1:]):
         m = (sims >= lo) & (sims < hi) & ~np.isnan(base)
         counts.append(int(m.sum()))
-        if m.sum() < 3 or np.mean(base[m]) <= 0:
-            quality.append([None] * len(shared))
+        if m.sum() < MIN_PAIRS or np.mean(base[m]) <= 0:
+            raw.append(None)
             absolute.append([None] * len(shared))
             continue
-        quality.append([round(float(min(1.0, np.mean(fid[s][m]) / np.mean(base[m]))), 4) for s in shared])
+        raw.append([float(min(1.0, np.mean(fid[s][m]) / np.mean(base[m]))) for s in shared])
         absolute.append([round(float(np.mean(fid[s][m])), 4) for s in shared])
+    quality = monotone(raw)
     return {"sim_edges": edges, "fractions": fractions, "shared_steps": list(shared), "quality": quality,
             "fidelity": absolute, "pairs_per_bin": counts, "pairs": len(member_prompts),
             "pair_similarity": [round(float(x), 4) for x in sims]}
@@ -176,8 +232,8 @@ THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 def service_round(rng, n: int = 16) -> list[str]:
-    """A synthetic busy-service round: 3-4 topics of 2-4 requests each (rewordings, looser captions of
-    the same scene, one-attribute variants), the rest unrelated outliers."""
+    """A synthetic busy-service round: 3-4 topics of 2-4 requests each (light edits of the first request,
+    rewordings, looser captions of the same scene, one-attribute variants), the rest unrelated outliers."""
     from rlli.diffusion.tiny import world
 
     prompts: list[str] = []
@@ -188,12 +244,14 @@ def service_round(rng, n: int = 16) -> list[str]:
         prompts.append(first)
         for _ in range(int(rng.integers(1, 4))):
             r = rng.random()
-            if r < 0.6:
+            if r < 0.4:
+                prompts.append(light_edit(first, rng))
+            elif r < 0.65:
                 prompts.append(world.caption(scene, rng, "train", mentions=same)[0])
             elif r < 0.8:
                 prompts.append(world.caption(scene, rng, "train")[0])
             else:
-                prompts.append(world.caption(variant(scene, 1, rng), rng, "train", mentions=same)[0])
+                prompts.append(world.caption(variant(scene, 1, rng, list(stated)), rng, "train", mentions=same)[0])
     while len(prompts) < n:
         prompts.append(world.caption(world.random_scene(rng, "train"), rng, "train")[0])
     return prompts[:n]
