@@ -102,10 +102,12 @@ def _calibrate(args) -> int:
     table = calibrate(backbone, plan, n_anchors=args.anchors, seed=args.seed, log=lambda m: print(m, flush=True))
     table["how"] = (
         f"python -m rlli calibrate --anchors {args.anchors} --seed {args.seed}: {args.anchors} held-out anchor "
-        "captions, each with 6 variants (a rewording stating the same attributes, a caption of the same "
-        "scene stating others, 1, 2 and 3 attributes changed, an unrelated scene); each "
-        "variant shares the first s steps with its anchor (anchor's seed) and finishes with its own prompt; "
-        "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1)."
+        "captions, each with 7 variants (a light edit, a rewording stating the same attributes, the same scene "
+        "stating others, 1 and 2 stated attributes changed in the same words, 1 attribute changed in new words, "
+        "an unrelated scene); each variant shares the first s steps with its anchor (all with the anchor's seed) "
+        "and finishes with its own prompt; "
+        "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1), "
+        "then made monotone (not rising with s, not falling with similarity); bins with under 6 pairs unmeasured."
     )
     table["measured_with"] = {"backbone": backbone.name, "steps": plan.steps, "guidance_scale": plan.guidance_scale,
                               "scheduler": plan.scheduler, "date": datetime.now(UTC).isoformat()[:19]}
@@ -128,6 +130,9 @@ def _calibrate(args) -> int:
     for lo, hi, row, n in zip(table["sim_edges"], table["sim_edges"][1:], table["quality"], table["pairs_per_bin"]):
         cells = " ".join("  -  " if q is None else f"{q:.2f} " for q in row)
         print(f"sim [{lo:5.2f},{hi:5.2f}) n={n:3d}: {cells}")
+    for kind, row in table["by_variant_kind"].items():
+        cells = " ".join(f"{q:.2f} " for q in row["quality"])
+        print(f"{kind:>36s} (sim {row['mean_similarity']:.2f}): {cells}")
     return 0
 
 
@@ -190,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bench)
 
     c = sub.add_parser("calibrate", help="measure the quality table Q(similarity, shared fraction)")
-    c.add_argument("--anchors", type=int, default=32)
+    c.add_argument("--anchors", type=int, default=40)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)

@@ -59,3 +59,16 @@ def test_threshold_sweep_reports_savings_and_recommends_one():
     assert r["recommended"] in THRESHOLDS
     assert all(0 <= row["passes_saved"] < 1 and row["predicted_quality"] >= 0.97 for row in r["sweep"])
     assert max(row["passes_saved"] for row in r["sweep"]) > 0
+
+
+def test_calibrate_measures_a_table_on_a_backbone(tiny_sd):
+    from rlli.diffusion.calibration import SIM_EDGES, VARIANT_KINDS, calibrate
+    from rlli.diffusion.engine import Plan
+
+    t = calibrate(tiny_sd, Plan(steps=4, guidance_scale=1.0), n_anchors=2, log=lambda m: None)
+    assert t["shared_steps"] == [0, 1, 2, 3, 4] and t["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(t["quality"]) == len(SIM_EDGES) - 1 == len(t["pairs_per_bin"])
+    assert sum(t["pairs_per_bin"]) == t["pairs"] == 2 * len(VARIANT_KINDS)
+    assert set(t["by_variant_kind"]) == set(VARIANT_KINDS)
+    for row in t["quality"]:
+        assert row is None or (len(row) == 5 and row[0] == 1.0)

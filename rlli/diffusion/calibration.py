@@ -146,6 +146,10 @@ def _same_words(scene, rng_state) -> str:
     return world.caption(scene, copy.deepcopy(rng_state), "train")[0]
 
 
+VARIANT_KINDS = ("light edit", "rewording", "same scene, other attributes stated", "1 stated attribute changed",
+                 "2 stated attributes changed", "1 attribute changed, new words", "unrelated")
+
+
 def prompt_variants(scene, rng) -> tuple[str, list[str]]:
     """An anchor caption and seven variants, from the same request typed differently to an unrelated one:
     light edit, rewording (same attributes stated), the same scene with other attributes stated, one and two
@@ -174,7 +178,7 @@ def calibration_prompts(n_anchors: int, seed: int) -> list[tuple[str, list[str]]
     return [prompt_variants(world.random_scene(rng, "test"), rng) for _ in range(n_anchors)]
 
 
-def calibrate(backbone, plan: Plan, n_anchors: int = 32, shared: tuple[int, ...] | None = None,
+def calibrate(backbone, plan: Plan, n_anchors: int = 40, shared: tuple[int, ...] | None = None,
               seed: int = 0, log=print) -> dict:
     from rlli.diffusion.fidelity import fidelity_batch
     from rlli.text import embed
@@ -217,8 +221,15 @@ def calibrate(backbone, plan: Plan, n_anchors: int = 32, shared: tuple[int, ...]
         raw.append([float(min(1.0, np.mean(fid[s][m]) / np.mean(base[m]))) for s in shared])
         absolute.append([round(float(np.mean(fid[s][m])), 4) for s in shared])
     quality = monotone(raw)
+    kinds = np.array([k for _ in pairs for k in VARIANT_KINDS])
+    by_kind = {}
+    for kind in VARIANT_KINDS:
+        m = (kinds == kind) & ~np.isnan(base)
+        by_kind[kind] = {"pairs": int(m.sum()), "mean_similarity": round(float(np.mean(sims[m])), 3),
+                         "quality": [round(float(np.nanmean(fid[s][m]) / max(np.nanmean(base[m]), 1e-9)), 4)
+                                     for s in shared]}
     return {"sim_edges": edges, "fractions": fractions, "shared_steps": list(shared), "quality": quality,
-            "fidelity": absolute, "pairs_per_bin": counts, "pairs": len(member_prompts),
+            "fidelity": absolute, "pairs_per_bin": counts, "pairs": len(member_prompts), "by_variant_kind": by_kind,
             "pair_similarity": [round(float(x), 4) for x in sims]}
 
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Rebuild every shipped artifact from scratch, in order (about 2.5 hours on 2 CPU cores):
+# the attribute probe, the embedded text-to-image model, the calibration table, the benchmark
+# figures (docs/figures/*.json), the sample grid and the screenshot.
+# Nothing else should run meanwhile: a concurrent job slows training steps several-fold.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py=.venv/bin/python
+mkdir -p docs/figures
+$py -m rlli train probe
+$py -m rlli train tiny-t2i --minutes 110
+$py -m rlli calibrate
+$py -m rlli bench model --json | tee docs/figures/bench-model.json
+$py -m rlli bench sharing --json | tee docs/figures/bench-sharing.json
+$py -m rlli grid --out docs/samples.png
+$py scripts/screenshot.py docs/screenshot.png
