@@ -61,15 +61,16 @@ def _bench(args) -> int:
             except (OSError, PromptError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-        r = bench.bench_sharing(s, prompts, seed=args.seed)
+        r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats)
         if args.json:
             print(json.dumps(r, indent=2))
             return 0
-        print(f"{r['prompts']} prompts, {len(r['groups'])} groups, {r['steps']} steps, backbone {r['backbone']}")
+        print(f"{r['prompts']} prompts, {len(r['groups'])} groups, {r['steps']} steps, {r['repeats']} rounds, "
+              f"backbone {r['backbone']}")
         for g in r["groups"]:
             print(f"  shared {g['shared_steps']:2d}  min sim {g['min_similarity']:.2f}  {len(g['members'])} x "
                   f"{g['anchor']}")
-        print(f"denoiser passes: shared {r['calls_shared']}  independent {r['calls_independent']}  "
+        print(f"denoiser passes per round: shared {r['calls_shared']}  independent {r['calls_independent']}  "
               f"({100 * r['calls_saved']:.1f}% fewer)")
         print(f"wall seconds:    shared {r['wall_shared_s']:.2f}  independent {r['wall_independent_s']:.2f}  "
               f"ratio {r['wall_ratio']:.3f}")
@@ -107,7 +108,8 @@ def _calibrate(args) -> int:
         "an unrelated scene); each variant shares the first s steps with its anchor (all with the anchor's seed) "
         "and finishes with its own prompt; "
         "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1), "
-        "then made monotone (not rising with s, not falling with similarity); bins with under 6 pairs unmeasured."
+        "then made monotone (isotonic regression along s, running maximum across similarity bins); bins with "
+        "under 6 pairs stay unmeasured."
     )
     table["measured_with"] = {"backbone": backbone.name, "steps": plan.steps, "guidance_scale": plan.guidance_scale,
                               "scheduler": plan.scheduler, "date": datetime.now(UTC).isoformat()[:19]}
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--prompts", help="sharing: a file of prompts, one per line (default: a fixed mix of 16)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--seeds", type=int, default=3, help="model: seeds per held-out prompt")
+    b.add_argument("--repeats", type=int, default=4, help="sharing: rounds with fresh seeds (default 4)")
     b.add_argument("--steps", type=int, default=None)
     b.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
     b.add_argument("--group-threshold", type=float, default=None)

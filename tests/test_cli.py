@@ -49,7 +49,7 @@ def test_bench_sharing_json_on_a_prompts_file(tmp_path):
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"sim_edges": [-1.0, 0.9, 1.0001], "fractions": [0.0, 0.5, 1.0],
                                  "quality": [[1.0, 0.5, 0.2], [1.0, 1.0, 0.5]]}))
-    out = subprocess.run([sys.executable, "-m", "rlli", "bench", "sharing", "--prompts", str(f), "--steps", "6",
+    out = subprocess.run([sys.executable, "-m", "rlli", "bench", "sharing", "--prompts", str(f), "--steps", "6", "--repeats", "2",
                           "--group-threshold", "0.9", "--json"], capture_output=True, text=True, timeout=600,
                          env={**ENV, "RLLI_CALIBRATION": str(table)})
     assert out.returncode == 0, out.stderr

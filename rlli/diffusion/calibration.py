@@ -26,16 +26,21 @@ MIN_PAIRS = 6  # a bin with fewer measured pairs stays unmeasured
 
 
 def monotone(rows: list[list[float] | None]) -> list[list[float] | None]:
-    """Impose the two shapes quality must have on noisy bin means: it cannot rise as more steps are shared
-    (running minimum along the fractions), and a more similar bin is at least as good as a less similar one
-    at every fraction (running maximum across measured bins, low to high)."""
+    """Impose the two shapes quality must have on noisy bin means: it does not rise as more steps are shared
+    (isotonic regression along the fractions, first point fixed at 1), and a more similar bin is at least as
+    good as a less similar one at every fraction (running maximum across measured bins, low to high)."""
+    from sklearn.isotonic import IsotonicRegression
+
     out: list[list[float] | None] = []
     below = None
     for row in rows:
         if row is None:
             out.append(None)
             continue
-        r = np.minimum.accumulate(np.array(row, float))
+        x = np.arange(len(row))
+        weights = np.ones(len(row))
+        weights[0] = 1e6  # no sharing is the reference: quality 1 by definition
+        r = IsotonicRegression(increasing=False).fit_transform(x, np.array(row, float), sample_weight=weights)
         if below is not None:
             r = np.maximum(r, below)
         below = r
