@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone
@@ -145,7 +146,10 @@ def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
         "batch": batch,
         "steps": plan.steps,
         "guidance_scale": plan.guidance_scale,
+        "precision": str(getattr(backbone, "dtype", "float32")).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
         "backbone": backbone.name,
+        "settings": settings.public_dict(),
     }
 
 

@@ -120,7 +120,8 @@ def _calibrate(args) -> int:
     table["threshold"]["how"] = (
         "tune_threshold: 40 synthetic 16-prompt rounds (3-4 topics of rewordings, looser captions and "
         "one-attribute variants, plus outliers); per threshold, group + plan with this table; recommended = "
-        "the threshold saving the most denoiser passes (the plan keeps every group within the tolerance).")
+        "the lowest threshold saving within half a point of the most denoiser passes (the plan keeps every "
+        "group within the quality tolerance).")
     out = Path(args.out) if args.out else s.calibration
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=1))

@@ -245,6 +245,7 @@ def _member_rows(groups: list[tuple[int, tuple[int, ...]]]) -> list[int]:
 # ----------------------------------------------------------------------------- the grouping threshold
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+TIE = 0.005
 
 
 def service_round(rng, n: int = 16) -> list[str]:
@@ -278,8 +279,8 @@ def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: in
     """Sweep the grouping threshold over synthetic rounds; predicted savings and quality from the table.
 
     For each threshold: group, plan with the table, then denoiser passes saved (exact) and the
-    members' predicted relative quality (table). The recommendation is the threshold that saves
-    the most passes; ties go to the higher threshold.
+    members' predicted relative quality (table). The recommendation is the lowest threshold whose
+    savings are within ``TIE`` (half a point) of the best: equal savings, larger groups.
     """
     from rlli.grouping import group_by_similarity
     from rlli.text import cosine_matrix, embed
@@ -299,5 +300,6 @@ def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: in
                 quality += [table.quality_at(s, p.shared_steps / steps) for s in g.similarity]
         rows.append({"threshold": t, "passes_saved": round(float(np.mean(saved)), 4),
                      "predicted_quality": round(float(np.mean(quality)), 4)})
-    best = max(rows, key=lambda r: (r["passes_saved"], r["threshold"]))
-    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": best["threshold"]}
+    most = max(r["passes_saved"] for r in rows)
+    best = min(r["threshold"] for r in rows if r["passes_saved"] >= most - TIE)
+    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": best}

@@ -6,11 +6,13 @@ the solver's history) is handed to every member, which finishes the remaining ``
 with its own prompt. A group with ``s_g = 0`` is plain independent generation from each member's
 own seed.
 
-Both phases are batched: the shared prefixes of all groups run together, and then all branches of
-the round run together, each branch at its own timestep (the UNet takes per-sample timesteps) and
-with its own copy of the scheduler state. Classifier-free guidance doubles the batch, and every
-half is counted as one denoiser pass. Latents stay in memory, keyed by group. The engine knows
-nothing of RL or networks: it takes groups and a plan and returns images with exact accounting.
+Everything is batched in one loop over the N steps: at step i, one denoiser call serves every
+group prefix still sharing (with its anchor's prompt) and every member branch already on its own
+(with its own prompt), each with its own copy of the scheduler state; a member's branch starts
+from its group's prefix at step s_g. Wall time per phase is each call's time split by its rows.
+Classifier-free guidance doubles the batch, and every half is counted as one denoiser pass.
+Latents stay in memory, keyed by group. The engine knows nothing of RL or networks: it takes
+groups and a plan and returns images with exact accounting.
 """
 
 from __future__ import annotations
@@ -167,37 +169,44 @@ class Engine:
         shape = tuple(self.backbone.latent_shape)
         device = cond[next(iter(cond))].device
         passes = 0
+        cost = {"shared": 0.0, "branches": 0.0}
 
-        # phase 1: shared prefixes, all groups batched, keyed by group index
-        t1 = time.perf_counter()
+        # One loop over the N steps. At step i the batch holds every group prefix still sharing
+        # (i < s_g, anchor prompt) and every member branch already on its own (i >= s_g, own prompt):
+        # all rows are at the same step, so each step is one batched denoiser call for the whole round.
         prefix: dict[int, _Branch] = {}
+        branches: list[tuple[int, int, _Branch | None, int]] = []  # (request, group, branch, hand-off bytes)
         for gi, g in enumerate(groups):
             if g.shared_steps > 0:
                 sched = self._scheduler(plan)
                 lat = _noise(requests[g.anchor].seed, shape, device) * sched.init_noise_sigma
                 prefix[gi] = _Branch(lat, sched, 0, row[requests[g.anchor].prompt])
-        while active := [b for gi, b in prefix.items() if b.step < groups[gi].shared_steps]:
-            passes += self._advance(active, cond, uncond, plan)
-        wall["shared"] = time.perf_counter() - t1
-
-        # phase 2: every member finishes with its own prompt, the whole round batched
-        t2 = time.perf_counter()
-        branches: list[tuple[int, int, _Branch, int]] = []  # (request, group, branch, handoff bytes)
-        for gi, g in enumerate(groups):
             for k in g.members:
-                r = requests[k]
-                if g.shared_steps > 0:
-                    p = prefix[gi]
-                    b = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), g.shared_steps, row[r.prompt])
-                    handoff = _state_bytes(p.latent, p.scheduler)
-                else:
+                b = None
+                if g.shared_steps == 0:
                     sched = self._scheduler(plan)
-                    b = _Branch(_noise(r.seed, shape, device) * sched.init_noise_sigma, sched, 0, row[r.prompt])
-                    handoff = 0
-                branches.append((k, gi, b, handoff))
-        while active := [b for _, _, b, _ in branches if b.step < plan.steps]:
-            passes += self._advance(active, cond, uncond, plan)
-        wall["branches"] = time.perf_counter() - t2
+                    b = _Branch(_noise(requests[k].seed, shape, device) * sched.init_noise_sigma, sched, 0,
+                                row[requests[k].prompt])
+                branches.append((k, gi, b, 0))
+        for i in range(plan.steps):
+            for n, (k, gi, b, _) in enumerate(branches):
+                if b is None and groups[gi].shared_steps == i:  # hand-off: the prefix's latent and state
+                    p = prefix[gi]
+                    own = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), i, row[requests[k].prompt])
+                    branches[n] = (k, gi, own, _state_bytes(p.latent, p.scheduler))
+            shared_rows = [b for gi, b in prefix.items() if i < groups[gi].shared_steps]
+            own_rows = [b for _, _, b, _ in branches if b is not None]
+            t_step = time.perf_counter()
+            passes += self._advance(shared_rows + own_rows, cond, uncond, plan)
+            dt = time.perf_counter() - t_step
+            cost["shared"] += dt * len(shared_rows) / (len(shared_rows) + len(own_rows))
+            cost["branches"] += dt * len(own_rows) / (len(shared_rows) + len(own_rows))
+        for n, (k, gi, b, _) in enumerate(branches):  # groups that shared every step
+            if b is None:
+                p = prefix[gi]
+                branches[n] = (k, gi, _Branch(p.latent.clone(), p.scheduler, plan.steps, row[requests[k].prompt]),
+                               _state_bytes(p.latent, p.scheduler))
+        wall["shared"], wall["branches"] = cost["shared"], cost["branches"]
 
         t3 = time.perf_counter()
         images = self.backbone.decode(torch.cat([b.latent for _, _, b, _ in branches]))
