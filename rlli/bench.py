@@ -121,6 +121,18 @@ def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
         chunk = requests[i:i + batch]
         images += [o.image for o in engine.run(chunk, independent_groups(len(chunk)), plan).outputs]
     seconds = time.perf_counter() - t0
+    # the naive way in the same run: the same first batches at float32
+    speed_fp32 = None
+    if getattr(backbone, "dtype", torch.float32) != torch.float32:
+        saved, backbone.dtype = backbone.dtype, torch.float32
+        try:
+            n32, t1 = 0, time.perf_counter()
+            for i in range(0, min(len(requests), 3 * batch), batch):
+                chunk = requests[i:i + batch]
+                n32 += len(engine.run(chunk, independent_groups(len(chunk)), plan).outputs)
+            speed_fp32 = (time.perf_counter() - t1) / n32
+        finally:
+            backbone.dtype = saved
     fid_model = fidelity_batch(np.stack(images), [r.prompt for r in requests])
     rng = np.random.default_rng(seeds)
     renders = []
@@ -143,6 +155,7 @@ def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
         "all_right_model": round(float(np.mean([f == 1.0 for f in fid_model])), 4),
         "per_attribute_model": {k: round(float(np.mean(v)), 4) for k, v in sorted(per_attr.items())},
         "s_per_image": round(seconds / len(images), 4),
+        "s_per_image_float32": None if speed_fp32 is None else round(speed_fp32, 4),
         "batch": batch,
         "steps": plan.steps,
         "guidance_scale": plan.guidance_scale,

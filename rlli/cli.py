@@ -85,7 +85,8 @@ def _bench(args) -> int:
     print(f"fidelity: model {r['fidelity_model']:.4f}  renders (ceiling) {r['fidelity_renders']:.4f}")
     print(f"all attributes right (model): {r['all_right_model']:.4f}")
     print("per attribute: " + "  ".join(f"{k} {v:.3f}" for k, v in r["per_attribute_model"].items()))
-    print(f"seconds per image (batch {r['batch']}): {r['s_per_image']:.4f}")
+    print(f"seconds per image (batch {r['batch']}, {r['precision']}): {r['s_per_image']:.4f}"
+          + (f"  (float32: {r['s_per_image_float32']:.4f})" if r["s_per_image_float32"] else ""))
     return 0
 
 
