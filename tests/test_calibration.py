@@ -72,3 +72,13 @@ def test_calibrate_measures_a_table_on_a_backbone(tiny_sd):
     assert set(t["by_variant_kind"]) == set(VARIANT_KINDS)
     for row in t["quality"]:
         assert row is None or (len(row) == 5 and row[0] == 1.0)
+
+
+def test_threshold_recommendation_prefers_larger_groups_on_equal_savings():
+    from rlli.diffusion.calibration import recommend_threshold
+
+    rows = [{"threshold": t, "passes_saved": s} for t, s in
+            {0.5: 0.10, 0.6: 0.158, 0.7: 0.161, 0.8: 0.16, 0.9: 0.12}.items()]
+    assert recommend_threshold(rows) == 0.6
+    rows[1]["passes_saved"] = 0.15
+    assert recommend_threshold(rows) == 0.7

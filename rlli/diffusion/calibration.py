@@ -300,6 +300,10 @@ def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: in
                 quality += [table.quality_at(s, p.shared_steps / steps) for s in g.similarity]
         rows.append({"threshold": t, "passes_saved": round(float(np.mean(saved)), 4),
                      "predicted_quality": round(float(np.mean(quality)), 4)})
+    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": recommend_threshold(rows)}
+
+
+def recommend_threshold(rows: list[dict]) -> float:
+    """The lowest threshold saving within ``TIE`` of the most passes: equal savings, larger groups."""
     most = max(r["passes_saved"] for r in rows)
-    best = min(r["threshold"] for r in rows if r["passes_saved"] >= most - TIE)
-    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": best}
+    return min(r["threshold"] for r in rows if r["passes_saved"] >= most - TIE)
