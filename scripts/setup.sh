@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want="requirements.txt"
 [ "${1:-}" = "dev" ] && want="requirements-dev.txt"
-stamp=".venv/.installed-$(cat requirements.txt "$want" | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ]; then
+base_stamp=".venv/.installed-base-$(cat requirements.txt | sha256sum | cut -c1-16)"
+dev_stamp=".venv/.installed-dev-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+if [ -f "$dev_stamp" ] || { [ "$want" = requirements.txt ] && [ -f "$base_stamp" ]; }; then
   echo "[setup] .venv is up to date ($want)"
   exit 0
 fi
@@ -26,5 +27,6 @@ assert torch.__version__.startswith("2.13.0"), f"expected torch 2.13.0, got {tor
 print(f"[setup] torch {torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU'} build)")
 PY
 rm -f .venv/.installed-*
-touch "$stamp"
+touch "$base_stamp"
+[ "$want" = requirements-dev.txt ] && touch "$dev_stamp"
 echo "[setup] done"
