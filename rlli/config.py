@@ -21,7 +21,7 @@ class Settings(BaseSettings):
 
     # prompt embeddings and grouping
     text_model: str = Field("", description="sentence-transformers model id or folder; empty = the embedded all-MiniLM-L6-v2")
-    group_threshold: float = Field(0.70, ge=-1.0, le=1.0, description="cosine similarity needed to join a group")
+    group_threshold: float = Field(0.85, ge=-1.0, le=1.0, description="cosine similarity needed to join a group")
     max_prompt_chars: int = Field(300, ge=1, description="longer prompts are refused")
 
     # text-to-image
