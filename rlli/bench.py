@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from rlli.config import Settings
-from rlli.diffusion import get_backbone
+from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.calibration import load_table, plan_groups
-from rlli.diffusion.engine import Engine, Plan, Request, independent_groups
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, independent_groups
 from rlli.grouping import group_prompts
 
 # A busy minute of a service: a few topics, each with paraphrases and small variants, plus outliers.
@@ -41,13 +41,17 @@ SHARING_MIX = (
 
 def _quality(images: np.ndarray, prompts: list[str]) -> tuple[float | None, str]:
     """Mean fidelity x 100 when the probe exists; else None (the caller falls back)."""
-    try:
-        from rlli.diffusion.fidelity import fidelity_batch, mean_fidelity
+    from rlli.diffusion.fidelity import fidelity_if_probe, mean_fidelity
 
-        m = mean_fidelity(fidelity_batch(images, prompts))
-        return (None if m is None else 100 * m), "fidelity x 100 (attribute probe)"
-    except FileNotFoundError:
-        return None, ""
+    found = fidelity_if_probe(images, prompts)
+    m = None if found is None else mean_fidelity(found)
+    return (None if m is None else 100 * m), "fidelity x 100 (attribute probe)"
+
+
+def _warm_up(engine: Engine, requests: list[Request], plan: Plan) -> None:
+    """Two untimed steps first, so that one-off start-up costs land in no figure."""
+    engine.run(requests, independent_groups(len(requests)),
+               Plan(steps=2, guidance_scale=plan.guidance_scale, scheduler=plan.scheduler))
 
 
 def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: int = 0, repeats: int = 4) -> dict:
@@ -59,13 +63,11 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     prompts = list(prompts or SHARING_MIX)
     backbone = get_backbone(settings)
     engine = Engine(backbone)
-    plan = Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
+    plan = plan_from(settings)
     groups = group_prompts(prompts, settings.group_threshold, settings.text_model)
     table = load_table(settings.calibration, backbone.name, plan.scheduler)
     plans = plan_groups(groups, plan.steps, table, settings.quality_tolerance)
-    warm = [Request(p, seed=seed) for p in prompts[:2]]
-    engine.run(warm, independent_groups(len(warm)), Plan(steps=2, guidance_scale=plan.guidance_scale,
-                                                         scheduler=plan.scheduler))
+    _warm_up(engine, [Request(p, seed=seed) for p in prompts[:2]], plan)
     wall_s = wall_i = 0.0
     img_s, img_i = [], []
     for r in range(repeats):
@@ -106,16 +108,16 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
 
 
 def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
-    from rlli.diffusion.fidelity import fidelity_batch, read_attributes, score
+    from rlli.diffusion.fidelity import read_attributes, score
     from rlli.diffusion.tiny import world
     from rlli.diffusion.tiny.heldout import load_heldout
 
     items = load_heldout()
     backbone = get_backbone(settings)
     engine = Engine(backbone)
-    plan = Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
+    plan = plan_from(settings)
     requests = [Request(it["prompt"], seed=1000 * s + i) for s in range(seeds) for i, it in enumerate(items)]
-    engine.run(requests[:batch], independent_groups(batch), Plan(steps=2, guidance_scale=plan.guidance_scale))
+    _warm_up(engine, requests[:batch], plan)
     images, t0 = [], time.perf_counter()
     for i in range(0, len(requests), batch):
         chunk = requests[i:i + batch]
@@ -133,18 +135,19 @@ def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
             speed_fp32 = (time.perf_counter() - t1) / n32
         finally:
             backbone.dtype = saved
-    fid_model = fidelity_batch(np.stack(images), [r.prompt for r in requests])
+    stated = [world.parse_prompt(r.prompt) for r in requests]
+    found_model = read_attributes(np.stack(images))
+    fid_model = [score(st, f) for st, f in zip(stated, found_model)]
     rng = np.random.default_rng(seeds)
     renders = []
     for _ in range(seeds):
         for it in items:
             scene = world.Scene(**it["scene"])
             renders.append((world.render(scene, rng) * 255 + 0.5).astype(np.uint8))
-    found = read_attributes(np.stack(renders))
-    fid_render = [score(world.parse_prompt(r.prompt), f) for r, f in zip(requests, found)]
+    fid_render = [score(st, f) for st, f in zip(stated, read_attributes(np.stack(renders)))]
     per_attr: dict[str, list[float]] = {}
-    for r, f in zip(requests, read_attributes(np.stack(images))):
-        for k, v in world.parse_prompt(r.prompt).items():
+    for st, f in zip(stated, found_model):
+        for k, v in st.items():
             per_attr.setdefault(k, []).append(float(f[k] == v))
     return {
         "prompts": len(items),
@@ -181,11 +184,9 @@ def sample_grid(settings: Settings, out_path, seeds: int = 6) -> dict:
     """A PNG: prompts x seeds, then one prompt pair at increasing shared steps (and a render row)."""
     from PIL import Image, ImageDraw
 
-    from rlli.diffusion.engine import GroupPlan
-
     backbone = get_backbone(settings)
     engine = Engine(backbone)
-    plan = Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
+    plan = plan_from(settings)
     reqs = [Request(p, seed=s) for p in GRID_PROMPTS for s in range(seeds)]
     rows = [o.image for o in engine.run(reqs, independent_groups(len(reqs)), plan).outputs]
     shares = sorted({s for s in (0, 2, 4, 6, 8, 12, 16) if s < plan.steps} | {plan.steps})[: max(seeds, 2)]

@@ -94,12 +94,11 @@ def _calibrate(args) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from rlli.diffusion import get_backbone
+    from rlli.diffusion import get_backbone, plan_from
     from rlli.diffusion.calibration import calibrate
-    from rlli.diffusion.engine import Plan
 
     s = _settings(args)
-    plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
+    plan = plan_from(s)
     backbone = get_backbone(s)
     table = calibrate(backbone, plan, n_anchors=args.anchors, seed=args.seed, log=lambda m: print(m, flush=True))
     table["how"] = (
@@ -119,7 +118,7 @@ def _calibrate(args) -> int:
     qt = QualityTable(table["sim_edges"], table["fractions"], table["quality"], table)
     table["threshold"] = tune_threshold(qt, plan.steps, s.quality_tolerance)
     table["threshold"]["how"] = (
-        "tune_threshold: 40 synthetic 16-prompt rounds (3-4 topics of rewordings, looser captions and "
+        "tune_threshold: 40 synthetic 16-prompt rounds (3-4 topics of light edits, rewordings, looser captions and "
         "one-attribute variants, plus outliers); per threshold, group + plan with this table; recommended = "
         "the lowest threshold saving within half a point of the most denoiser passes (the plan keeps every "
         "group within the quality tolerance).")

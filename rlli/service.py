@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlli.config import Settings
-from rlli.diffusion import get_backbone
+from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.calibration import load_table, plan_groups
-from rlli.diffusion.engine import Engine, Output, Plan, Request, independent_groups
+from rlli.diffusion.engine import Engine, Output, Request, expected_passes, independent_groups
 from rlli.grouping import group_prompts
 from rlli.prompts import PromptError, parse_prompts
 
@@ -49,14 +49,11 @@ class RoundReport:
 
 
 def _fidelity(images: np.ndarray, prompts: list[str], backbone_name: str) -> list[float | None]:
-    if not backbone_name.startswith("tiny-t2i"):
-        return [None] * len(prompts)
-    try:
-        from rlli.diffusion.fidelity import fidelity_batch
+    """Fidelity on the embedded model's world; nothing for other backbones or without the probe."""
+    from rlli.diffusion.fidelity import fidelity_if_probe
 
-        return fidelity_batch(images, prompts)
-    except FileNotFoundError:
-        return [None] * len(prompts)
+    found = fidelity_if_probe(images, prompts) if backbone_name.startswith("tiny-t2i") else None
+    return found or [None] * len(prompts)
 
 
 class StudioService:
@@ -77,7 +74,7 @@ class StudioService:
             raise PromptError("The seed must be between 0 and 2147483647.")
         backbone = self.backbone()
         engine = Engine(backbone)
-        plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
+        plan = plan_from(s)
         requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
         groups = group_prompts(prompts, s.group_threshold, s.text_model)
         table = load_table(s.calibration, backbone.name, plan.scheduler)
@@ -86,7 +83,7 @@ class StudioService:
         images = np.stack([o.image for o in shared.outputs])
         fid = _fidelity(images, prompts, backbone.name)
         accounting = {"denoiser_passes": shared.denoiser_passes,
-                      "denoiser_passes_independent": plan.steps * len(prompts) * (2 if plan.cfg else 1),
+                      "denoiser_passes_independent": expected_passes(independent_groups(len(prompts)), plan),
                       "wall_s": {k: round(v, 3) for k, v in shared.wall_s.items()},
                       "handoff_bytes": sum(o.handoff_bytes for o in shared.outputs),
                       "backbone": backbone.name, "steps": plan.steps, "scheduler": plan.scheduler,

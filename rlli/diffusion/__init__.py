@@ -38,6 +38,13 @@ def _load(backbone: str, tiny_weights: str, device: str, text_model: str, precis
     return DiffusersBackbone(backbone, device=device, dtype=dtype)
 
 
+def plan_from(settings: Settings):
+    """The engine's plan (steps, guidance, scheduler) from the settings."""
+    from rlli.diffusion.engine import Plan
+
+    return Plan(steps=settings.steps, guidance_scale=settings.guidance_scale, scheduler=settings.scheduler)
+
+
 def get_backbone(settings: Settings):
     """The configured backbone, loaded once per process (the one cached model accessor)."""
     return _load(settings.backbone, str(settings.tiny_weights), settings.device, settings.text_model,

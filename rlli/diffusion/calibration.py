@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
 from rlli.grouping import Group
 
 SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0001)
@@ -287,15 +287,14 @@ def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: in
 
     rng = np.random.default_rng(seed)
     sims = [cosine_matrix(embed(service_round(rng))) for _ in range(rounds)]
+    no_cfg = Plan(steps=steps, guidance_scale=1.0)  # savings are a ratio: guidance doubles both sides
     rows = []
     for t in thresholds:
         saved, quality = [], []
         for sim in sims:
             groups = group_by_similarity(sim, t)
             plans = plan_groups(groups, steps, table, tolerance)
-            k = sim.shape[0]
-            used = sum(p.shared_steps + len(p.members) * (steps - p.shared_steps) for p in plans)
-            saved.append(1 - used / (k * steps))
+            saved.append(1 - expected_passes(plans, no_cfg) / expected_passes(independent_groups(len(sim)), no_cfg))
             for g, p in zip(groups, plans):
                 quality += [table.quality_at(s, p.shared_steps / steps) for s in g.similarity]
         rows.append({"threshold": t, "passes_saved": round(float(np.mean(saved)), 4),

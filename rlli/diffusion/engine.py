@@ -188,12 +188,14 @@ class Engine:
                     b = _Branch(_noise(requests[k].seed, shape, device) * sched.init_noise_sigma, sched, 0,
                                 row[requests[k].prompt])
                 branches.append((k, gi, b, 0))
-        for i in range(plan.steps):
+        for i in range(plan.steps + 1):
             for n, (k, gi, b, _) in enumerate(branches):
                 if b is None and groups[gi].shared_steps == i:  # hand-off: the prefix's latent and state
                     p = prefix[gi]
                     own = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), i, row[requests[k].prompt])
                     branches[n] = (k, gi, own, _state_bytes(p.latent, p.scheduler))
+            if i == plan.steps:  # groups that shared every step have just taken their hand-off
+                break
             shared_rows = [b for gi, b in prefix.items() if i < groups[gi].shared_steps]
             own_rows = [b for _, _, b, _ in branches if b is not None]
             t_step = time.perf_counter()
@@ -201,11 +203,6 @@ class Engine:
             dt = time.perf_counter() - t_step
             cost["shared"] += dt * len(shared_rows) / (len(shared_rows) + len(own_rows))
             cost["branches"] += dt * len(own_rows) / (len(shared_rows) + len(own_rows))
-        for n, (k, gi, b, _) in enumerate(branches):  # groups that shared every step
-            if b is None:
-                p = prefix[gi]
-                branches[n] = (k, gi, _Branch(p.latent.clone(), p.scheduler, plan.steps, row[requests[k].prompt]),
-                               _state_bytes(p.latent, p.scheduler))
         wall["shared"], wall["branches"] = cost["shared"], cost["branches"]
 
         t3 = time.perf_counter()

@@ -41,6 +41,14 @@ def fidelity_batch(images: np.ndarray, prompts: list[str]) -> list[float | None]
     return [score(world.parse_prompt(p), f) for p, f in zip(prompts, found)]
 
 
+def fidelity_if_probe(images: np.ndarray, prompts: list[str]) -> list[float | None] | None:
+    """:func:`fidelity_batch`, or None when the probe's weights are not installed."""
+    try:
+        return fidelity_batch(images, prompts)
+    except FileNotFoundError:
+        return None
+
+
 def fidelity(image: np.ndarray, prompt: str) -> float | None:
     return fidelity_batch(np.asarray(image)[None], [prompt])[0]
 

@@ -100,7 +100,6 @@ def train_probe(n_train: int = 24_000, n_test: int = 3_000, epochs: int = 4, see
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
     y = torch.from_numpy(y_tr)
-    step = 0
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(n_train, generator=gen)
@@ -112,7 +111,6 @@ def train_probe(n_train: int = 24_000, n_test: int = 3_000, epochs: int = 4, see
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
         acc = evaluate(model, x_te, y_te)
         log(f"epoch {epoch + 1}: loss {loss.item():.3f}  held-out mean accuracy {acc['mean']:.4f}")
     out.mkdir(parents=True, exist_ok=True)
