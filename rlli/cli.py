@@ -7,8 +7,10 @@ Commands: ``group`` (prompts from stdin -> groups), ``bench sharing|model``, ``c
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC
 
 from rlli.config import Settings
@@ -177,48 +179,104 @@ def _show_settings(args) -> int:
     return 0
 
 
+@dataclass
+class Commands:
+    """The parser's command groups; each package's ``register(commands)`` adds its own subcommands.
+
+    ``top`` holds top-level commands (``python -m rlli judge``); ``bench``, ``train`` and ``eval`` hold
+    the second word (``python -m rlli bench store``). Every parser sets ``func`` (args -> exit code).
+    """
+
+    top: argparse._SubParsersAction
+    bench: argparse._SubParsersAction
+    train: argparse._SubParsersAction
+    eval: argparse._SubParsersAction
+
+
+# Packages that bring their own commands (a module with ``register(commands: Commands)``).
+PACKAGE_COMMANDS: tuple[str, ...] = ()
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (so `--repeats 0` is refused with a message, not a crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a finite number in [-1, 1] (cosine similarities; rejects 5 and nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not -1.0 <= value <= 1.0:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a cosine similarity in [-1, 1], got {text}")
+    return value
+
+
+def _add_backbone_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rlli", description="RLLI Studio command line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("group", help="group prompts (one per line on stdin) by meaning")
-    g.add_argument("--threshold", type=float, default=None, help="cosine similarity to join a group")
+    g.add_argument("--threshold", type=unit_float, default=None, help="cosine similarity to join a group")
     g.add_argument("--json", action="store_true", help="print JSON: a list of {anchor, members, similarity}")
     g.set_defaults(func=_group)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=["sharing", "model"])
-    b.add_argument("--prompts", help="sharing: a file of prompts, one per line (default: a fixed mix of 16)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--seeds", type=int, default=3, help="model: seeds per held-out prompt")
-    b.add_argument("--repeats", type=int, default=4, help="sharing: rounds with fresh seeds (default 4)")
-    b.add_argument("--steps", type=int, default=None)
-    b.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
-    b.add_argument("--group-threshold", type=float, default=None)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=_bench)
+    b = sub.add_parser("bench", help="benchmarks that print figures (each against the naive way, same run)")
+    bench = b.add_subparsers(dest="what", required=True, metavar="WHAT")
+    bs = bench.add_parser("sharing", help="shared vs independent generation on the same seeds")
+    bs.add_argument("--prompts", help="a file of prompts, one per line (default: a fixed mix of 16)")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--repeats", type=positive_int, default=4, help="rounds with fresh seeds (default 4)")
+    bs.add_argument("--group-threshold", type=unit_float, default=None)
+    _add_backbone_flags(bs)
+    bs.add_argument("--json", action="store_true")
+    bs.set_defaults(func=_bench)
+    bm = bench.add_parser("model", help="the embedded model on 64 held-out prompts")
+    bm.add_argument("--seed", type=int, default=0)
+    bm.add_argument("--seeds", type=positive_int, default=3, help="seeds per held-out prompt")
+    _add_backbone_flags(bm)
+    bm.add_argument("--json", action="store_true")
+    bm.set_defaults(func=_bench)
 
     c = sub.add_parser("calibrate", help="measure the quality table Q(similarity, shared fraction)")
-    c.add_argument("--anchors", type=int, default=40)
+    c.add_argument("--anchors", type=positive_int, default=40)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--steps", type=int, default=None)
-    c.add_argument("--scheduler", choices=["ddim", "euler", "dpm", "unipc"], default=None)
+    _add_backbone_flags(c)
     c.add_argument("--out", default="", help="default: assets/calibration.json")
     c.set_defaults(func=_calibrate)
 
     tr = sub.add_parser("train", help="train a shipped model from scratch")
-    tr.add_argument("what", choices=["tiny-t2i", "probe"], help="which model")
-    tr.add_argument("--minutes", type=float, default=110.0, help="tiny-t2i wall-clock budget (default 110)")
-    tr.add_argument("--images", type=int, default=40_000, help="tiny-t2i training images (default 40000)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leaves a core free)")
-    tr.add_argument("--out", default="", help="weights folder (default assets/tiny-t2i)")
-    tr.add_argument("--run-dir", default="", help="checkpoints and data cache (default runs/tiny-t2i)")
-    tr.set_defaults(func=_train)
+    train = tr.add_subparsers(dest="what", required=True, metavar="WHAT")
+    tt = train.add_parser("tiny-t2i", help="the embedded text-to-image model")
+    tt.add_argument("--minutes", type=float, default=110.0, help="wall-clock budget (default 110)")
+    tt.add_argument("--images", type=positive_int, default=40_000, help="training images (default 40000)")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1: leaves a core free)")
+    tt.add_argument("--out", default="", help="weights folder (default assets/tiny-t2i)")
+    tt.add_argument("--run-dir", default="", help="checkpoints and data cache (default runs/tiny-t2i)")
+    tt.set_defaults(func=_train)
+    tp = train.add_parser("probe", help="the attribute probe of the embedded world")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate trained models")
+    evaluate = ev.add_subparsers(dest="what", required=True, metavar="WHAT")
 
     gr_ = sub.add_parser("grid", help="draw a sample grid PNG (prompts x seeds, and a pair at growing shared steps)")
     gr_.add_argument("--out", default="docs/samples.png")
-    gr_.add_argument("--seeds", type=int, default=6)
+    gr_.add_argument("--seeds", type=positive_int, default=6)
     gr_.set_defaults(func=_grid)
 
     sv = sub.add_parser("serve", help="start the web app (RLLI_HOST, RLLI_PORT)")
@@ -226,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("settings", help="print the effective settings")
     st.set_defaults(func=_show_settings)
+
+    commands = Commands(top=sub, bench=bench, train=train, eval=evaluate)
+    for name in PACKAGE_COMMANDS:
+        importlib.import_module(name).register(commands)
     return p
 
 

@@ -5,15 +5,21 @@ Every run (training, benchmark, round) records ``settings.public_dict()`` with i
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
+
+
+class SettingsError(ValueError):
+    """A setting that passed its type check but does not work here (a model that cannot load, a device
+    this machine lacks, a malformed table file). The message names the variable and the fix."""
 
 
 class Settings(BaseSettings):
@@ -42,6 +48,32 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the web app listens on")
     port: int = Field(7860, ge=1, le=65535, description="port of the web app")
     max_prompts: int = Field(16, ge=1, le=64, description="most prompts in one round of the web app")
+
+    # --- personas and LLM judges (rlli/personas) ---
+    # --- end personas ---
+
+    # --- store (rlli/store, rlli/analysis) ---
+    # --- end store ---
+
+    # --- system model and policy (rlli/network, rlli/policy) ---
+    # --- end policy ---
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return v
+
+    def check_device(self) -> None:
+        """Raise :class:`SettingsError` when the configured torch device is not on this machine."""
+        import torch
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise SettingsError(f"RLLI_DEVICE={self.device}: this machine has no CUDA GPU (torch "
+                                f"{torch.__version__}); use RLLI_DEVICE=cpu")
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise SettingsError("RLLI_DEVICE=mps: Apple's MPS is not available here; use RLLI_DEVICE=cpu")
 
     def public_dict(self) -> dict:
         """Settings as plain JSON-able values (no secrets are held here)."""

@@ -26,7 +26,14 @@ def get_encoder(name: str = ""):
     """The sentence-transformers model ``name`` (empty: the embedded MiniLM), loaded once."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(name or default_model_path(), device="cpu")
+    from rlli.config import SettingsError
+
+    try:
+        model = SentenceTransformer(name or default_model_path(), device="cpu")
+    except Exception as e:  # hub lookups, missing folders and broken configs raise many types
+        raise SettingsError(
+            f"RLLI_TEXT_MODEL={name!r} could not be loaded as a sentence-transformers model "
+            f"({type(e).__name__}); give a local model folder, or leave it empty for the embedded MiniLM") from None
     model.eval()
     return model
 
