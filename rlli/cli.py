@@ -194,7 +194,7 @@ class Commands:
 
 
 # Packages that bring their own commands (a module with ``register(commands: Commands)``).
-PACKAGE_COMMANDS: tuple[str, ...] = ()
+PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.personas.cli",)
 
 
 def positive_int(text: str) -> int:
@@ -291,20 +291,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def describe_user_error(e: BaseException) -> str | None:
+    """The message for an error the user caused (a bad setting, flag, file or input); None for a bug.
+
+    The CLI prints it as ``error: ...`` with exit code 2, and ``python app.py`` prints the same.
+    """
     from pydantic import ValidationError
 
+    from rlli.config import SettingsError
+    from rlli.prompts import PromptError
+
+    if isinstance(e, ValidationError):
+        problems = "; ".join(
+            f"RLLI_{'_'.join(map(str, x['loc'])).upper() or 'value'}: {x['msg']} (got {str(x.get('input'))[:40]!r})"
+            for x in e.errors())
+        return f"invalid setting ({problems}); see `python -m rlli settings` and the README"
+    if isinstance(e, SettingsError | PromptError):
+        return str(e)
+    if isinstance(e, UnicodeDecodeError):
+        return "the input is not valid UTF-8 text"
+    if isinstance(e, FileNotFoundError | IsADirectoryError | PermissionError):
+        return f"{e.strerror or 'cannot open'}: {e.filename}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        Settings().check_device()
         return args.func(args)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-    except UnicodeDecodeError:
-        print("error: the input is not valid UTF-8 text", file=sys.stderr)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors())
-        print(f"error: invalid setting ({problems}); see `python -m rlli settings` and the README", file=sys.stderr)
-    return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        message = describe_user_error(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

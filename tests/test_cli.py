@@ -1,3 +1,6 @@
+"""The command line: most tests call ``main([...])`` in-process; one runs a real interpreter."""
+
+import io
 import json
 import os
 import subprocess
@@ -5,69 +8,120 @@ import sys
 
 import pytest
 
+from rlli.cli import main
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def rlli(*args, stdin=""):
-    return subprocess.run([sys.executable, "-m", "rlli", *args], input=stdin, capture_output=True, text=True,
-                          env=ENV, timeout=600)
+def run(capsys, monkeypatch, *args, stdin: bytes | str = b""):
+    """``python -m rlli ARGS`` in-process: (exit code, stdout, stderr)."""
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse refusing a flag
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_help_lists_the_commands():
-    out = rlli("--help")
+def test_help_lists_the_commands_in_a_real_interpreter():
+    out = subprocess.run([sys.executable, "-m", "rlli", "--help"], capture_output=True, text=True, env=ENV,
+                         timeout=300)
     assert out.returncode == 0
-    for cmd in ("group", "bench", "calibrate", "train", "serve", "settings"):
+    for cmd in ("group", "bench", "calibrate", "train", "eval", "serve", "settings"):
         assert cmd in out.stdout
 
 
-def test_group_json_from_stdin():
+def test_group_json_from_stdin(capsys, monkeypatch):
     prompts = "a red house on grass\na red house on the grass\n\nthree purple cars on a street\n"
-    out = rlli("group", "--threshold", "0.8", "--json", stdin=prompts)
-    assert out.returncode == 0, out.stderr
-    groups = json.loads(out.stdout)
+    code, out, err = run(capsys, monkeypatch, "group", "--threshold", "0.8", "--json", stdin=prompts)
+    assert code == 0, err
+    groups = json.loads(out)
     assert [sorted(g["members"]) for g in groups] == [["a red house on grass", "a red house on the grass"],
                                                       ["three purple cars on a street"]]
     assert groups[0]["anchor"] in groups[0]["members"]
 
 
-def test_group_refuses_empty_input_with_a_message():
-    out = rlli("group", stdin="\n\n")
-    assert out.returncode == 2 and "at least one prompt" in out.stderr
+def test_group_refuses_empty_input_with_a_message(capsys, monkeypatch):
+    code, _, err = run(capsys, monkeypatch, "group", stdin="\n\n")
+    assert code == 2 and "at least one prompt" in err
 
 
-def test_settings_come_from_the_environment():
-    out = subprocess.run([sys.executable, "-m", "rlli", "settings"], capture_output=True, text=True,
-                         env={**ENV, "RLLI_STEPS": "7", "RLLI_PORT": "9999"})
-    s = json.loads(out.stdout)
-    assert s["steps"] == 7 and s["port"] == 9999
+def test_settings_come_from_the_environment(capsys, monkeypatch):
+    monkeypatch.setenv("RLLI_STEPS", "7")
+    monkeypatch.setenv("RLLI_PORT", "9999")
+    code, out, _ = run(capsys, monkeypatch, "settings")
+    s = json.loads(out)
+    assert code == 0 and s["steps"] == 7 and s["port"] == 9999
+
+
+@pytest.mark.parametrize("args, says", [
+    (("group", "--threshold", "5"), "[-1, 1]"),
+    (("group", "--threshold", "nan"), "[-1, 1]"),
+    (("group", "--threshold", "high"), "expected a number"),
+    (("bench", "sharing", "--repeats", "0"), "at least 1"),
+    (("bench", "model", "--seeds", "-3"), "at least 1"),
+    (("calibrate", "--anchors", "0"), "at least 1"),
+    (("calibrate", "--steps", "0"), "at least 1"),
+    (("train", "tiny-t2i", "--threads", "zero"), "whole number"),
+])
+def test_bad_flags_are_refused_with_a_message(capsys, monkeypatch, args, says):
+    code, _, err = run(capsys, monkeypatch, *args)
+    assert code == 2 and "error" in err and says in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("var, value, says", [
+    ("RLLI_STEPS", "lots", "RLLI_STEPS"),
+    ("RLLI_GROUP_THRESHOLD", "5", "RLLI_GROUP_THRESHOLD"),
+    ("RLLI_DEVICE", "gpu0", "RLLI_DEVICE"),
+    ("RLLI_DEVICE", "cuda", "no CUDA GPU"),
+    ("RLLI_SCHEDULER", "pndm", "RLLI_SCHEDULER"),
+])
+def test_bad_settings_get_one_clear_message(capsys, monkeypatch, var, value, says):
+    pytest.importorskip("torch")
+    import torch
+
+    if value == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv(var, value)
+    code, _, err = run(capsys, monkeypatch, "settings")
+    assert code == 2 and err.startswith("error: ") and says in err, err
+
+
+def test_a_text_model_that_cannot_load_gets_a_message(capsys, monkeypatch, tmp_path):
+    from rlli.text import get_encoder
+
+    get_encoder.cache_clear()
+    monkeypatch.setenv("RLLI_TEXT_MODEL", str(tmp_path / "no-such-model"))
+    code, _, err = run(capsys, monkeypatch, "group", stdin="a red house\n")
+    assert code == 2 and "RLLI_TEXT_MODEL" in err and "Traceback" not in err, err
+
+
+def test_bad_bytes_get_a_message(capsys, monkeypatch):
+    code, _, err = run(capsys, monkeypatch, "group", stdin=b"\xff\xfe\x00bad")
+    assert code == 2 and "UTF-8" in err
+
+
+def test_app_entry_prints_the_same_message_for_a_bad_setting():
+    out = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, timeout=300,
+                         env={**ENV, "RLLI_PORT": "http"}, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 2 and out.stderr.startswith("error: invalid setting") and "RLLI_PORT" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.slow
-def test_bench_sharing_json_on_a_prompts_file(tmp_path):
+def test_bench_sharing_json_on_a_prompts_file(capsys, monkeypatch, tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("a red house on grass at sunset\na red house on the grass at sunset\na blue boat at sea\n")
-    table = tmp_path / "table.json"
-    table.write_text(json.dumps({"sim_edges": [-1.0, 0.9, 1.0001], "fractions": [0.0, 0.5, 1.0],
-                                 "quality": [[1.0, 0.5, 0.2], [1.0, 1.0, 0.5]]}))
-    out = subprocess.run([sys.executable, "-m", "rlli", "bench", "sharing", "--prompts", str(f), "--steps", "6", "--repeats", "2",
-                          "--group-threshold", "0.9", "--json"], capture_output=True, text=True, timeout=600,
-                         env={**ENV, "RLLI_CALIBRATION": str(table)})
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
+    code, out, err = run(capsys, monkeypatch, "bench", "sharing", "--prompts", str(f), "--steps", "6",
+                         "--repeats", "2", "--json")
+    assert code == 0, err
+    r = json.loads(out)
     for key in ("calls_shared", "calls_independent", "wall_shared_s", "wall_independent_s", "quality_shared",
                 "quality_independent", "quality_metric"):
         assert key in r
     assert r["calls_independent"] == 3 * 6 * 2
-    assert r["calls_shared"] == r["calls_independent"] - 2 * 3  # the paraphrase pair shares 3 of 6 steps
-    missing = rlli("bench", "sharing", "--prompts", str(tmp_path / "nope.txt"))
-    assert missing.returncode == 2 and "error" in missing.stderr
-
-
-def test_bad_settings_and_bad_bytes_get_messages():
-    out = subprocess.run([sys.executable, "-m", "rlli", "group"], input=b"\xff\xfe\x00bad", capture_output=True,
-                         env=ENV, timeout=120)
-    assert out.returncode == 2 and b"UTF-8" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "rlli", "settings"], capture_output=True, text=True,
-                         env={**ENV, "RLLI_STEPS": "lots"}, timeout=120)
-    assert out.returncode == 2 and "invalid setting" in out.stderr and "steps" in out.stderr
-    assert "Traceback" not in out.stderr
+    code, _, err = run(capsys, monkeypatch, "bench", "sharing", "--prompts", str(tmp_path / "nope.txt"))
+    assert code == 2 and "error" in err and "nope.txt" in err
