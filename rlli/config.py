@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the web app listens on")
     port: int = Field(7860, ge=1, le=65535, description="port of the web app")
     max_prompts: int = Field(16, ge=1, le=64, description="most prompts in one round of the web app")
+    round_window_s: float = Field(3.0, ge=0.0, le=60.0,
+                                  description="a round of the app closes this many seconds after its first request")
+    round_max_requests: int = Field(8, ge=1, le=64, description="... or when it holds this many requests")
+    admin_token: SecretStr = Field(SecretStr(""), exclude=True, description="token for bulk export and deletion in the app's "
+                                   "Data tab; empty = admin functions off (never shown)")
+    backup_repo: str = Field("", description="private Hugging Face dataset repo (OWNER/NAME) that receives "
+                             "snapshots of the store (token: the HF_TOKEN secret); empty = no backups")
+    backup_every_min: float = Field(10.0, ge=0.5, le=1440.0, description="minutes between backup snapshots")
 
     # --- personas and LLM judges (rlli/personas) ---
     llm_base_url: str = Field("", description="OpenAI-compatible endpoint (e.g. https://api.openai.com/v1, "
@@ -79,6 +87,29 @@ class Settings(BaseSettings):
     # --- end personas ---
 
     # --- store (rlli/store, rlli/analysis) ---
+    database_url: str = Field(f"sqlite:///{ROOT / 'db' / 'rlli.sqlite3'}",
+                              description="SQLAlchemy URL of the rating store: sqlite:///FILE (default db/rlli.sqlite3) "
+                                          "or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB; the password is never shown")
+    data_dir: Path = Field(ROOT / "data", description="folder for stored images (a Space's persistent storage) "
+                                                      "and the generated id salt")
+    id_salt: str = Field("", description="secret salt for hashed participant ids; empty = generated once into "
+                                         "<data_dir>/id-salt; never shown")
+    database_timeout_s: float = Field(30.0, gt=0.0, le=600.0,
+                                      description="how long a writer waits for a locked database (SQLite busy "
+                                                  "timeout, PostgreSQL connect timeout)")
+    bootstrap_resamples: int = Field(1000, ge=50, le=100_000,
+                                     description="bootstrap resamples for agreement confidence intervals")
+
+    from pydantic import field_serializer  # (kept inside the store section)
+
+    @field_serializer("database_url")
+    def _hide_database_password(self, v: str) -> str:
+        """The URL as shown in logs and run records: the password replaced by ***."""
+        return re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", v)  # as rlli.store.db.redact
+
+    @field_serializer("id_salt")
+    def _hide_salt(self, v: str) -> str:
+        return "***" if v else ""
     # --- end store ---
 
     # --- system model and policy (rlli/network, rlli/policy) ---
