@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,20 +110,23 @@ class LLMClient:
 
     # ------------------------------------------------------------------ the call
 
-    def chat_json(self, system: str, user: str, schema: dict, *, name: str = "reply", image_png: bytes | None = None,
+    def chat_json(self, system: str, user: str | Callable[[bool], str], schema: dict, *, name: str = "reply",
+                  image_png: bytes | None = None,
                   temperature: float = 0.0, seed: int = 0, max_tokens: int | None = None) -> tuple[Any, str]:
         """(parsed JSON, raw text) of one chat reply; raises :class:`LLMError`.
 
         A refused response format (HTTP 400/422) falls back to the next one, and a refused image to
-        the text alone; both are remembered for later calls.
+        the text alone; both are remembered for later calls. ``user`` may be a function of whether the
+        image goes along (so the text can say "the attached image" or describe it instead).
         """
         while True:
             fmt = self._formats[0]
             with_image = image_png is not None and self._images
-            content: Any = user
+            text = user(with_image) if callable(user) else user
+            content: Any = text
             if with_image:
                 url = "data:image/png;base64," + base64.b64encode(image_png).decode()
-                content = [{"type": "text", "text": user}, {"type": "image_url", "image_url": {"url": url}}]
+                content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
             kwargs: dict[str, Any] = {
                 "model": self.model, "temperature": temperature, "seed": seed,
                 "max_tokens": max_tokens or self.settings.llm_max_tokens,

@@ -112,8 +112,9 @@ class LLMJudge:
         self.cache.put(key, rating)
         return rating
 
-    def _delivered_text(self, client: LLMClient, delivery: Delivery) -> str:
-        if delivery.image_png is not None and client.accepts_images:
+    @staticmethod
+    def _delivered_text(delivery: Delivery, with_image: bool) -> str:
+        if with_image:
             extra = f" (an automatic reading of it: {delivery.description})" if delivery.description else ""
             return "the attached image" + extra
         return delivery.description or "an image (no description of it is available; judge from the request, " \
@@ -123,8 +124,11 @@ class LLMJudge:
         s = self.settings
         causes: list[str] = []
         for attempt in range(s.llm_retries + 1):
-            system, user = judge_messages(persona, delivery, self._delivered_text(client, delivery),
-                                          naive=self.naive_prompt)
+            def user(with_image: bool) -> str:
+                delivered = self._delivered_text(delivery, with_image)
+                return judge_messages(persona, delivery, delivered, naive=self.naive_prompt)[1]
+
+            system = judge_messages(persona, delivery, "", naive=self.naive_prompt)[0]
             temperature = s.llm_temperature if attempt == 0 else max(s.llm_temperature, RETRY_TEMPERATURE)
             try:
                 with self._slots:
