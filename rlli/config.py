@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     # --- end store ---
 
     # --- system model and policy (rlli/network, rlli/policy) ---
+    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle"] = Field(
+        "gddpg", description="the method that allocates bandwidth, server compute and shared steps each round")
+    policy_dir: Path = Field(ASSETS / "policies", description="folder of the trained policies (<name>/seed<S>/)")
+    policy_seed: int = Field(0, ge=0, description="which training seed's checkpoint a learned policy loads")
+    policy_k_max: int = Field(8, ge=1, le=64, description="users per allocation the policies encode; larger "
+                                                          "rounds are allocated in parts")
+    energy_price: float = Field(0.05, ge=0.0, description="QoE points per joule in the policy's reward")
+    net_bandwidth_mhz: float = Field(0.5, gt=0.0, description="band shared by a round's hand-offs (MHz)")
+    net_server_ghz: float = Field(20.0, gt=0.0, description="server compute shared by the groups' prefixes (GHz)")
+    net_fading: Literal["iid", "gauss-markov"] = Field("iid", description="Rayleigh fading: redrawn each round or "
+                                                                          "Gauss-Markov correlated")
     # --- end policy ---
 
     @field_validator("device")

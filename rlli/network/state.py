@@ -1,0 +1,213 @@
+"""A round as the system model sees it (batched arrays), how training rounds are sampled, and the
+fixed-size observation the policies read.
+
+Arrays carry a leading batch dimension B (many rounds at once, for training and the oracle) and
+``k_max`` user slots; ``mask`` marks the slots in use. Empty slots hold zeros and are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from rlli.network.channel import channel_gain, rayleigh
+from rlli.network.params import SystemParams
+
+QUALITY_POINTS = (0.2, 0.4, 0.6, 0.8, 1.0)  # shared fractions s/N at which the observation shows q_k(s)
+HINT_TOLERANCE = 0.03  # the observation's hint: the most steps within this predicted quality drop
+PER_SLOT = 1 + 1 + 1 + 5 + 1 + 1 + 1 + len(QUALITY_POINTS) + 1  # + k_max group one-hot
+
+
+@dataclass
+class RoundState:
+    """B rounds of up to ``k_max`` users. Shapes: [B, K] unless noted; ``quality`` is [B, K, N + 1]."""
+
+    mask: np.ndarray  # bool: slot in use
+    distance_m: np.ndarray
+    fading: np.ndarray  # complex h_k (|h|^2 ~ Exp(1))
+    gain: np.ndarray  # g_k = path gain * |h_k|^2
+    device_hz: np.ndarray  # f_k
+    traits: np.ndarray  # [B, K, 5] Big-Five in [0, 1]
+    group: np.ndarray  # int group index per slot (0..K-1; -1 for empty slots)
+    is_anchor: np.ndarray  # bool
+    max_shared: np.ndarray  # int: most steps this member may share (the fork decision)
+    quality: np.ndarray  # [B, K, N + 1] predicted relative quality if the member shares s steps
+
+    @property
+    def batch(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def k_max(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def steps(self) -> int:
+        return int(self.quality.shape[2] - 1)
+
+    def take(self, idx) -> RoundState:
+        """Rounds ``idx`` (an int keeps a batch of one)."""
+        idx = np.atleast_1d(idx)
+        return RoundState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def repeat(self, n: int) -> RoundState:
+        """One round (batch of one) repeated n times: many candidate actions for the same round."""
+        return RoundState(**{f.name: np.repeat(getattr(self, f.name), n, axis=0) for f in fields(self)})
+
+    @staticmethod
+    def concat(states: list[RoundState]) -> RoundState:
+        return RoundState(**{f.name: np.concatenate([getattr(s, f.name) for s in states]) for f in fields(states[0])})
+
+    def check(self, p: SystemParams) -> None:
+        """Raise ValueError when the arrays do not describe valid rounds for these parameters."""
+        b, k = self.mask.shape
+        if k != p.k_max or self.quality.shape != (b, k, p.steps + 1):
+            raise ValueError(f"expected {p.k_max} slots and {p.steps + 1} quality points, got mask {self.mask.shape} "
+                             f"and quality {self.quality.shape}")
+        m = self.mask
+        if np.any(self.max_shared[m] < 0) or np.any(self.max_shared[m] > p.steps):
+            raise ValueError(f"max_shared must be within 0..{p.steps}")
+        q = self.quality[m]
+        if not np.all(np.isfinite(q)) or np.any(q < 0) or np.any(q > 1 + 1e-9):
+            raise ValueError("predicted quality must be finite and within [0, 1]")
+        if not np.all(self.device_hz[m] > 0) or not np.all(self.gain[m] > 0):
+            raise ValueError("device compute and channel gains must be positive")
+        for i in range(b):
+            groups = set(self.group[i][m[i]].tolist())
+            for g in groups:
+                members = m[i] & (self.group[i] == g)
+                if int(self.is_anchor[i][members].sum()) != 1:
+                    raise ValueError(f"round {i}: group {g} needs exactly one anchor")
+
+
+# --------------------------------------------------------------------------- training rounds
+
+
+def kind_curves(calibration: str | Path, steps: int) -> dict[str, np.ndarray]:
+    """Measured quality curves per prompt-variant kind (assets/calibration.json ``by_variant_kind``),
+    resampled to s = 0..N: the stand-in for the fork decision while training."""
+    p = Path(calibration)
+    try:
+        table = json.loads(p.read_text())
+        kinds = table["by_variant_kind"]
+        fractions = np.asarray(table["fractions"], dtype=float)
+        s = np.arange(steps + 1) / steps
+        curves = {k: np.interp(s, fractions, np.asarray(v["quality"], dtype=float)) for k, v in kinds.items()}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no calibration table at {p}: run `python -m rlli calibrate`") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{p} has no usable by_variant_kind quality curves ({e})") from None
+    if not curves:
+        raise ValueError(f"{p} has no variant kinds")
+    return curves
+
+
+def _groups(rng: np.random.Generator, k: int) -> np.ndarray:
+    """Group labels for k users from a Chinese-restaurant process (concentration 1): few large groups
+    and some singletons, as rounds of similar prompts look."""
+    labels = np.zeros(k, dtype=int)
+    sizes = [1]
+    for i in range(1, k):
+        probs = np.array([*sizes, 1.0]) / (i + 1.0)
+        g = int(rng.choice(len(probs), p=probs))
+        if g == len(sizes):
+            sizes.append(0)
+        sizes[g] += 1
+        labels[i] = g
+    return labels
+
+
+def _member_curve(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
+    """A member's curve: its kind's measured drop, scaled by U(0.6, 1.4), kept monotone in [0, 1]."""
+    q = 1.0 - (1.0 - base) * rng.uniform(0.6, 1.4)
+    q = np.minimum.accumulate(np.clip(q, 0.0, 1.0))
+    q[0] = 1.0
+    return q
+
+
+def _member_cap(rng: np.random.Generator, q: np.ndarray) -> int:
+    """The fork decision's cap: half the time all N steps, else the last step within a random tolerance."""
+    n = len(q) - 1
+    if rng.random() < 0.5:
+        return n
+    ok = q >= 1.0 - rng.uniform(0.02, 0.3)
+    return int(np.argmin(ok) - 1) if not ok.all() else n
+
+
+def empty_state(batch: int, p: SystemParams) -> RoundState:
+    k, n = p.k_max, p.steps
+    return RoundState(mask=np.zeros((batch, k), bool), distance_m=np.zeros((batch, k)),
+                      fading=np.zeros((batch, k), complex), gain=np.zeros((batch, k)), device_hz=np.zeros((batch, k)),
+                      traits=np.zeros((batch, k, 5)), group=np.full((batch, k), -1), is_anchor=np.zeros((batch, k), bool),
+                      max_shared=np.zeros((batch, k), int), quality=np.ones((batch, k, n + 1)))
+
+
+def sample_links(rng: np.random.Generator, shape, p: SystemParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distances, fading, gains and device compute for ``shape`` users: d ~ U(d_min, d_max), h ~ CN(0, 1),
+    f ~ U(f_min, f_max)."""
+    d = rng.uniform(*p.distance_m, size=shape)
+    h = rayleigh(rng, shape)
+    return d, h, channel_gain(d, h, p), rng.uniform(*p.device_hz, size=shape)
+
+
+def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves: dict[str, np.ndarray],
+                  k_range: tuple[int, int] | None = None) -> RoundState:
+    """``batch`` random training rounds: 2..k_max users, CRP groups with a random anchor, each other
+    member a random prompt-variant kind with its measured quality curve, Big-Five traits ~ U(0, 1)^5."""
+    lo, hi = k_range or (2, p.k_max)
+    kinds = list(curves.values())
+    st = empty_state(batch, p)
+    for b in range(batch):
+        k = int(rng.integers(lo, hi + 1))
+        slots = rng.permutation(p.k_max)[:k]
+        labels = _groups(rng, k)
+        d, h, g, f = sample_links(rng, k, p)
+        st.mask[b, slots] = True
+        st.distance_m[b, slots], st.fading[b, slots], st.gain[b, slots], st.device_hz[b, slots] = d, h, g, f
+        st.traits[b, slots] = rng.uniform(0.0, 1.0, size=(k, 5))
+        st.group[b, slots] = labels
+        for gi in range(labels.max() + 1):
+            members = slots[labels == gi]
+            anchor = members[rng.integers(len(members))]
+            st.is_anchor[b, anchor] = True
+            st.max_shared[b, anchor] = p.steps  # an anchor loses nothing by sharing (it forks with its last member)
+            for m in members:
+                if m != anchor:
+                    q = _member_curve(rng, kinds[int(rng.integers(len(kinds)))])
+                    st.quality[b, m] = q
+                    st.max_shared[b, m] = _member_cap(rng, q)
+    return st
+
+
+# --------------------------------------------------------------------------- observation
+
+
+def obs_dim(k_max: int) -> int:
+    return k_max * (PER_SLOT + k_max)
+
+
+def encode(st: RoundState, p: SystemParams) -> np.ndarray:
+    """Fixed-size float32 observation [B, k_max * (PER_SLOT + k_max)]: per slot the mask, channel gain
+    (dB, scaled), device compute, Big-Five, anchor flag, group size, cap s_max/N, q_k at QUALITY_POINTS
+    of N, the most steps within a 3% predicted drop (/N), and a one-hot of the group. Empty slots are all zeros."""
+    b, k = st.mask.shape
+    n = st.steps
+    m = st.mask.astype(np.float32)
+    gain_db = 10.0 * np.log10(np.where(st.mask, st.gain, 1.0))
+    size = np.zeros((b, k))
+    onehot = np.zeros((b, k, k))
+    for g in range(k):
+        members = st.mask & (st.group == g)
+        size += members * members.sum(axis=1, keepdims=True)
+        onehot[:, :, g] = members
+    idx = np.rint(np.asarray(QUALITY_POINTS) * n).astype(int)
+    within = np.minimum.accumulate(st.quality >= 1.0 - HINT_TOLERANCE, axis=2).sum(axis=2) - 1
+    hint = np.where(st.is_anchor, 0, np.minimum(within, st.max_shared)) / n
+    cols = [m, (gain_db + 105.0) / 15.0, (st.device_hz - 2e9) / 1e9, *np.moveaxis(st.traits * 2 - 1, -1, 0),
+            st.is_anchor.astype(float), size / k, st.max_shared / n, *np.moveaxis(st.quality[:, :, idx] * 2 - 1, -1, 0),
+            hint]
+    per = np.stack(cols, axis=-1) * m[..., None]
+    return np.concatenate([per, onehot], axis=-1).reshape(b, -1).astype(np.float32)

@@ -1,0 +1,340 @@
+"""The policy API the service calls: build a round's state, load a policy by name, allocate, compare.
+
+    live = build_round_state(groups, forks, traits, settings, seed, payload_bytes=engine_bytes)
+    policy = load_policy(settings.policy, settings)     # never fails: falls back to greedy with a notice
+    alloc = policy.allocate(live)                       # per-user bandwidth, compute, shared steps, delays, energy, QoE
+    figures = compare(live, policy)                     # the same under no sharing and under an equal split
+
+:func:`allocate_round` does all of that in one call and gives the engine's per-member choice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rlli.network.allocation import Outcome, evaluate
+from rlli.network.params import SystemParams
+from rlli.network.state import RoundState, empty_state, encode, obs_dim, sample_links
+from rlli.policy.baselines import BASELINES, greedy
+from rlli.policy.forks import check_forks
+
+POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle")
+LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user must see: e.g. a learned policy that could not load (greedy runs instead)."""
+
+    kind: str  # "fallback"
+    message: str
+
+
+@dataclass(frozen=True)
+class UserAllocation:
+    request_index: int
+    group: int
+    is_anchor: bool
+    shared_steps: int
+    max_shared_steps: int
+    bandwidth_share: float  # of the round's band (0 for users that receive no hand-off)
+    bandwidth_hz: float
+    compute_share: float  # of the server, held by this user's group prefix (0 when sharing nothing)
+    compute_hz: float
+    channel_gain_db: float
+    device_ghz: float
+    quality: float  # predicted relative quality at the shared steps
+    delay_server_s: float
+    delay_tx_s: float
+    delay_device_s: float
+    delay_s: float
+    energy_j: float  # this user's device and transmit energy
+    qoe: float  # the parametric trait judge's prediction (1..10)
+
+
+@dataclass(frozen=True)
+class RoundAllocation:
+    policy: str
+    users: list[UserAllocation]  # in request order
+    total_qoe: float
+    energy_j: float  # all of it: devices, transmissions and the server's prefixes
+    energy_server_j: float
+    reward: float  # total QoE - energy price x energy
+    mean_delay_s: float
+    decision_ms: float
+    notice: Notice | None = None
+
+    def shared_steps(self) -> dict[int, int]:
+        """Request index -> shared steps: the engine's per-member choice (sharing.member_plan's ``choice``)."""
+        return {u.request_index: u.shared_steps for u in self.users}
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["notice"] = None if self.notice is None else asdict(self.notice)
+        return d
+
+
+@dataclass
+class Chunk:
+    """Up to k_max users of a round with their share of the band and of the server."""
+
+    state: RoundState  # batch of one
+    params: SystemParams
+    slots: list[int]  # request index per slot, -1 for empty slots
+    round_groups: list[int]  # the round's group number per slot (-1 for empty slots)
+
+
+@dataclass
+class LiveRound:
+    chunks: list[Chunk]
+    n_requests: int
+    seed: int
+    params: SystemParams
+    forks: list = field(default_factory=list)
+
+
+def _members(g) -> tuple[int, ...]:
+    return tuple(int(k) for k in (g.members if hasattr(g, "members") else g))
+
+
+def _traits(t) -> tuple[float, ...]:
+    vals = t.as_tuple() if hasattr(t, "as_tuple") else tuple(float(v) for v in t)
+    if len(vals) != 5 or not all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in vals):
+        raise ValueError(f"Big-Five traits must be 5 numbers in [0, 1], got {vals}")
+    return vals
+
+
+def _pack(groups: list[tuple[int, ...]], k_max: int) -> list[list[int]]:
+    """Requests in chunks of at most k_max, whole groups together where they fit (first fit, larger first)."""
+    chunks: list[list[int]] = []
+    for members in sorted(groups, key=len, reverse=True):
+        for start in range(0, len(members), k_max):
+            part = list(members[start:start + k_max])
+            home = next((c for c in chunks if len(c) + len(part) <= k_max), None)
+            if home is None:
+                chunks.append(part)
+            else:
+                home.extend(part)
+    return chunks
+
+
+def build_round_state(groups, forks: list, traits: list, settings=None, seed: int = 0,
+                      payload_bytes: int | None = None, params: SystemParams | None = None) -> LiveRound:
+    """A live round for the policies: the fork decisions and personas of K requests, plus sampled
+    links (distance, Rayleigh fading, device compute; seeded by ``seed``).
+
+    ``groups``: the round's groups (objects with ``.members`` or sequences of request indices);
+    ``forks``: one MemberFork per request; ``traits``: one BigFive (or 5 numbers) per request.
+    Rounds larger than k_max are allocated in chunks of whole groups, each with its users' share of
+    the band and the server (a group larger than k_max is split; each part runs its own prefix).
+    """
+    if params is None:
+        if settings is None:
+            from rlli.config import Settings
+
+            settings = Settings()
+        params = SystemParams.from_settings(settings, payload_bytes)
+    elif payload_bytes is not None:
+        params = params.with_(payload_bytes=int(payload_bytes))
+    n = len(forks)
+    check_forks(forks, params.steps)
+    if len(traits) != n:
+        raise ValueError(f"need one personality per request: {n} requests, {len(traits)} trait vectors")
+    members = [_members(g) for g in groups]
+    if sorted(k for m in members for k in m) != list(range(n)):
+        raise ValueError("the groups must cover every request exactly once")
+    by_req = {f.request_index: f for f in forks}
+    for gi, m in enumerate(members):
+        if len({by_req[k].group for k in m}) != 1:
+            raise ValueError(f"group {gi}: its members' forks name different groups")
+    tr = [_traits(t) for t in traits]
+    rng = np.random.default_rng(int(seed))
+    d, h, g, f = sample_links(rng, n, params)
+    chunks = []
+    for part in _pack(members, params.k_max):
+        frac = len(part) / n
+        cp = params.with_(bandwidth_hz=params.bandwidth_hz * frac, server_hz=params.server_hz * frac)
+        st = empty_state(1, params)
+        gids = {gid: i for i, gid in enumerate(dict.fromkeys(by_req[k].group for k in part))}
+        for slot, k in enumerate(part):
+            fk = by_req[k]
+            st.mask[0, slot] = True
+            st.distance_m[0, slot], st.fading[0, slot], st.gain[0, slot], st.device_hz[0, slot] = d[k], h[k], g[k], f[k]
+            st.traits[0, slot] = tr[k]
+            st.group[0, slot] = gids[fk.group]
+            st.is_anchor[0, slot] = bool(fk.is_anchor)
+            st.max_shared[0, slot] = int(fk.max_shared_steps)
+            st.quality[0, slot] = np.minimum.accumulate(np.asarray(fk.quality, dtype=float))
+        _one_anchor_per_group(st)
+        pad = [-1] * (params.k_max - len(part))
+        chunks.append(Chunk(st, cp, part + pad, [int(by_req[k].group) for k in part] + pad))
+    return LiveRound(chunks, n, int(seed), params, list(forks))
+
+
+def _one_anchor_per_group(st: RoundState) -> None:
+    """A group split across chunks keeps its anchor in one part; the other parts' most similar member
+    (highest predicted quality at N) leads theirs."""
+    for gid in set(st.group[0][st.mask[0]].tolist()):
+        m = st.mask[0] & (st.group[0] == gid)
+        if not st.is_anchor[0][m].any():
+            lead = np.flatnonzero(m)[int(np.argmax(st.quality[0][m][:, -1]))]
+            st.is_anchor[0, lead] = True
+            st.max_shared[0, lead] = st.steps
+            st.quality[0, lead] = 1.0
+
+
+class Policy:
+    """A method that maps rounds to actions; ``allocate`` runs it through the system model."""
+
+    def __init__(self, name: str, notice: Notice | None = None):
+        self.name, self.notice = name, notice
+
+    def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def allocate(self, live: LiveRound) -> RoundAllocation:
+        t0 = time.perf_counter()
+        results = [(c, evaluate(c.state, self.actions(c.state, c.params, live.seed + i), c.params))
+                   for i, c in enumerate(live.chunks)]
+        ms = 1000.0 * (time.perf_counter() - t0)
+        return _assemble(self.name, results, ms, self.notice)
+
+
+class BaselinePolicy(Policy):
+    def __init__(self, name: str, notice: Notice | None = None):
+        super().__init__(name, notice)
+        self.fn = BASELINES[name]
+
+    def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
+        return self.fn(st, p, np.random.default_rng(seed))
+
+
+class LearnedPolicy(Policy):
+    def __init__(self, name: str, actor, meta: dict, folder: Path):
+        super().__init__(name)
+        self.actor, self.meta, self.folder = actor, meta, folder
+
+    def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
+        from rlli.policy.train import act
+
+        return act(self.actor, encode(st, p), seed=seed)
+
+
+def checkpoint_folder(name: str, settings=None) -> Path:
+    from rlli.config import Settings
+
+    s = settings or Settings()
+    return Path(s.policy_dir) / name / f"seed{s.policy_seed}"
+
+
+def load_policy(name: str, settings=None, folder: str | Path | None = None) -> Policy:
+    """The policy called ``name`` (one of POLICY_NAMES). A learned policy whose checkpoint cannot load or
+    does not fit the settings (another k_max) becomes the greedy heuristic with a :class:`Notice`;
+    an unknown name raises ValueError."""
+    if name not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
+    if name not in LEARNED:
+        return BaselinePolicy(name)
+    from rlli.config import Settings
+
+    s = settings or Settings()
+    path = Path(folder) if folder else checkpoint_folder(name, s)
+    try:
+        from rlli.policy.checkpoint import load_actor
+
+        actor, meta = load_actor(path)
+        want = obs_dim(s.policy_k_max)
+        if meta.get("obs_dim") != want:
+            raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, these have {want} "
+                             f"(RLLI_POLICY_K_MAX={s.policy_k_max})")
+    except (ValueError, OSError, ImportError) as e:
+        return BaselinePolicy("greedy", Notice("fallback", f"the {name} policy could not load ({e}); the greedy "
+                                                           "heuristic allocates instead"))
+    return LearnedPolicy(name, actor, meta, path)
+
+
+def _assemble(name: str, results: list[tuple[Chunk, Outcome]], ms: float, notice: Notice | None) -> RoundAllocation:
+    users: list[UserAllocation] = []
+    e_srv = 0.0
+    reward = 0.0
+    for c, out in results:
+        a = out.allocation
+        comp = a.compute_share(c.state)
+        e_srv += float(out.energy_server_j[0])
+        reward += float(out.reward[0])
+        for slot, k in enumerate(c.slots):
+            if k < 0:
+                continue
+            users.append(UserAllocation(
+                request_index=k, group=c.round_groups[slot], is_anchor=bool(c.state.is_anchor[0, slot]),
+                shared_steps=int(a.steps[0, slot]), max_shared_steps=int(c.state.max_shared[0, slot]),
+                bandwidth_share=float(a.bandwidth_share[0, slot] * c.params.bandwidth_hz / _band(results)),
+                bandwidth_hz=float(a.bandwidth_share[0, slot] * c.params.bandwidth_hz),
+                compute_share=float(comp[0, slot] * c.params.server_hz / _server(results)),
+                compute_hz=float(comp[0, slot] * c.params.server_hz),
+                channel_gain_db=float(10 * np.log10(c.state.gain[0, slot])), device_ghz=float(c.state.device_hz[0, slot] / 1e9),
+                quality=float(out.quality[0, slot]), delay_server_s=float(out.delay_server_s[0, slot]),
+                delay_tx_s=float(out.delay_tx_s[0, slot]), delay_device_s=float(out.delay_device_s[0, slot]),
+                delay_s=float(out.delay_s[0, slot]),
+                energy_j=float(out.energy_device_j[0, slot] + out.energy_tx_j[0, slot]), qoe=float(out.qoe[0, slot])))
+    users.sort(key=lambda u: u.request_index)
+    total_e = sum(u.energy_j for u in users) + e_srv
+    return RoundAllocation(name, users, float(sum(u.qoe for u in users)), float(total_e), e_srv, reward,
+                           float(np.mean([u.delay_s for u in users])), ms, notice)
+
+
+def _band(results) -> float:
+    return sum(c.params.bandwidth_hz for c, _ in results)
+
+
+def _server(results) -> float:
+    return sum(c.params.server_hz for c, _ in results)
+
+
+def compare(live: LiveRound, policy: Policy | None = None) -> dict[str, RoundAllocation]:
+    """The policy's allocation next to no sharing and an equal split (with N/3 shared) of the same round."""
+    out = {"no_sharing": BaselinePolicy("no_sharing").allocate(live), "equal": BaselinePolicy("equal").allocate(live)}
+    if policy is not None:
+        out = {"policy": policy.allocate(live), **out}
+    return out
+
+
+@dataclass(frozen=True)
+class AllocationReport:
+    """What a round's report carries: the chosen allocation, the two references, and any notice."""
+
+    allocation: RoundAllocation
+    no_sharing: RoundAllocation
+    equal: RoundAllocation
+    notice: Notice | None
+
+    @property
+    def energy_saved_j(self) -> float:
+        return self.no_sharing.energy_j - self.allocation.energy_j
+
+    def as_dict(self) -> dict:
+        return {"allocation": self.allocation.as_dict(), "no_sharing": self.no_sharing.as_dict(),
+                "equal": self.equal.as_dict(), "energy_saved_j": self.energy_saved_j,
+                "notice": None if self.notice is None else asdict(self.notice)}
+
+
+def allocate_round(groups, forks: list, traits: list, settings=None, seed: int = 0,
+                   payload_bytes: int | None = None, policy: Policy | None = None) -> AllocationReport:
+    """Everything a service round needs short of running the engine: the round state, the policy's
+    allocation (``settings.policy`` unless given), and the same figures under no sharing and an
+    equal split. Pass ``report.allocation.shared_steps()`` as ``choice`` to ``sharing.member_plan``."""
+    from rlli.config import Settings
+
+    s = settings or Settings()
+    live = build_round_state(groups, forks, traits, s, seed, payload_bytes)
+    policy = policy or load_policy(s.policy, s)
+    figs = compare(live, policy)
+    return AllocationReport(figs["policy"], figs["no_sharing"], figs["equal"], policy.notice)
+
+
+__all__ = ["POLICY_NAMES", "AllocationReport", "LiveRound", "Notice", "Policy", "RoundAllocation", "UserAllocation",
+           "allocate_round", "build_round_state", "compare", "greedy", "load_policy"]

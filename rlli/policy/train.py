@@ -1,0 +1,221 @@
+"""Train an allocation policy: G-DDPG (diffusion actor) or DDPG (MLP actor), same critics and budget.
+
+Read top to bottom, as CleanRL writes an algorithm: arguments, seeding, the system model, networks,
+the loop (sample rounds -> act with exploration noise -> reward -> replay buffer -> twin-critic
+regression -> actor ascent on min(Q1, Q2) -> soft update of the deployed actor), evaluation on fixed
+validation rounds, checkpoints and a CSV learning curve.
+
+Each round is an episode of one step (a contextual bandit, as in GDMOPT): the allocation of one
+round does not change the next round's channels, traits or prompts, so the critic's TD target is
+the reward itself and no target critic is needed. The deployed actor is the Polyak average
+(tau = 0.005) of the trained one: GDMOPT's soft target update.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rlli.config import ASSETS, ROOT
+from rlli.network.allocation import QoeFn, action_dim, action_for, evaluate
+from rlli.network.params import SystemParams
+from rlli.network.state import encode, kind_curves, obs_dim, sample_states
+from rlli.policy.actors import DiffusionActor, DoubleCritic, MLPActor
+from rlli.policy.checkpoint import save_actor
+
+VALIDATION_SEED = 999_983  # validation rounds for the learning curve (held apart from training and eval)
+
+
+@dataclass
+class Args:
+    algo: str = "gddpg"
+    """gddpg (diffusion actor) or ddpg (MLP actor)"""
+    seed: int = 0
+    """seeds python, numpy, torch and the round sampler"""
+    iterations: int = 4000
+    """loop iterations; each samples `rounds_per_iteration` new rounds and does one critic update"""
+    rounds_per_iteration: int = 16
+    learning_starts: int = 2048
+    """rounds acted on uniformly at random before learning starts"""
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    weight_decay: float = 1e-4
+    """AdamW weight decay (GDMOPT)"""
+    tau: float = 0.005
+    """Polyak factor of the deployed (target) actor"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian noise added to the actor's actions while collecting"""
+    policy_frequency: int = 2
+    """actor update every this many critic updates (both algorithms)"""
+    denoise_steps: int = 5
+    """G-DDPG: reverse diffusion steps of the actor"""
+    hidden: int = 256
+    reward_scale: float = 0.1
+    advantage: bool = True
+    """learn on the reward minus the no-sharing reward of the same round (a state-only baseline)"""
+    eval_every: int = 200
+    eval_rounds: int = 256
+    minutes: float = 10.0
+    """wall-clock cap: training stops there (with a checkpoint) even if iterations remain"""
+    threads: int = 1
+    judge: str = "trait"
+    """trait (parametric persona judge) or llm (the persona LLM judge through a rating cache)"""
+    out: str = ""
+    """checkpoint folder (default runs/policy/<algo>-s<seed>)"""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algo not in ("gddpg", "ddpg"):
+            raise ValueError(f"--algo must be gddpg or ddpg, not {self.algo!r}")
+        if self.judge not in ("trait", "llm"):
+            raise ValueError(f"--judge must be trait or llm, not {self.judge!r}")
+        positive = ("iterations", "rounds_per_iteration", "buffer_size", "batch_size", "eval_every", "eval_rounds",
+                    "threads", "denoise_steps", "hidden")
+        bad = [k for k in positive if int(getattr(self, k)) < 1] + [k for k in ("minutes",) if not self.minutes > 0]
+        if bad:
+            flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+            raise ValueError(f"must be positive: {flags}")
+
+    def folder(self) -> Path:
+        return Path(self.out) if self.out else ROOT / "runs" / "policy" / f"{self.algo}-s{self.seed}"
+
+
+def make_actor(args: Args, o_dim: int, a_dim: int) -> torch.nn.Module:
+    if args.algo == "gddpg":
+        return DiffusionActor(o_dim, a_dim, args.hidden, args.denoise_steps)
+    return MLPActor(o_dim, a_dim, args.hidden)
+
+
+@torch.no_grad()
+def act(actor: torch.nn.Module, obs: np.ndarray, seed: int | None = None) -> np.ndarray:
+    """Actions for a batch of observations; a diffusion actor draws its noise from ``seed`` (reproducible)."""
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    return actor(torch.as_tensor(obs), gen).numpy().astype(np.float64)
+
+
+def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Train one policy; returns the final validation figures and the checkpoint folder."""
+    # ---- seeding (one block, as CleanRL)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+
+    # ---- the system model and fixed validation rounds
+    p = p or SystemParams()
+    curves = kind_curves(ASSETS / "calibration.json", p.steps)
+    val = sample_states(np.random.default_rng(VALIDATION_SEED), args.eval_rounds, p, curves)
+    val_obs = encode(val, p)
+    o_dim, a_dim = obs_dim(p.k_max), action_dim(p.k_max)
+
+    # ---- networks: actor, its Polyak-averaged copy (the deployed policy), twin critics
+    actor = make_actor(args, o_dim, a_dim)
+    deployed = make_actor(args, o_dim, a_dim)
+    deployed.load_state_dict(actor.state_dict())
+    critic = DoubleCritic(o_dim, a_dim, args.hidden)
+    actor_opt = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, weight_decay=args.weight_decay)
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=args.critic_lr, weight_decay=args.weight_decay)
+
+    # ---- replay buffer (flat arrays)
+    buf_obs = np.zeros((args.buffer_size, o_dim), np.float32)
+    buf_act = np.zeros((args.buffer_size, a_dim), np.float32)
+    buf_rew = np.zeros(args.buffer_size, np.float32)
+    filled, pos = 0, 0
+
+    folder = args.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    curve_path = folder / "curve.csv"
+    curve_f = curve_path.open("w", newline="")
+    curve = csv.writer(curve_f)
+    curve.writerow(["iteration", "rounds", "wall_s", "reward", "qoe", "energy_j", "critic_loss", "actor_loss"])
+    meta = {"args": asdict(args), "system": p.as_dict(), "judge": {"trait": "trait/parametric-v1"}.get(args.judge,
+            "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "validation_seed": VALIDATION_SEED}
+
+    def validate() -> dict:
+        out = evaluate(val, act(deployed, val_obs, seed=VALIDATION_SEED), p, qoe_fn)
+        return {"reward": float(out.reward.mean()), "qoe": float(out.total_qoe.mean()),
+                "energy_j": float(out.energy_j.mean())}
+
+    t0 = time.perf_counter()
+    critic_loss = actor_loss = float("nan")
+    last = validate()
+    bar = tqdm(range(args.iterations), desc=f"{args.algo} seed {args.seed}", disable=not args.progress,
+               mininterval=2.0)
+    it = 0
+    for it in bar:
+        # ---- collect: new rounds, act (random at first, then the actor plus exploration noise)
+        st = sample_states(rng, args.rounds_per_iteration, p, curves)
+        obs = encode(st, p)
+        if filled < args.learning_starts:
+            a = rng.uniform(-1.0, 1.0, size=(st.batch, a_dim))
+        else:
+            a = act(actor, obs) + args.exploration_noise * rng.standard_normal((st.batch, a_dim))
+            a = np.clip(a, -1.0, 1.0)
+        r = evaluate(st, a, p, qoe_fn).reward
+        if args.advantage:  # minus what not sharing earns in the same round: same argmax, far less variance
+            r = r - evaluate(st, action_for(st, np.zeros_like(st.max_shared)), p, qoe_fn).reward
+        r = r * args.reward_scale
+        idx = (pos + np.arange(st.batch)) % args.buffer_size
+        buf_obs[idx], buf_act[idx], buf_rew[idx] = obs, a, r
+        pos = int((pos + st.batch) % args.buffer_size)
+        filled = min(filled + st.batch, args.buffer_size)
+
+        if filled >= args.learning_starts:
+            # ---- critic: regress both Q heads on the reward (one-step episodes: the TD target is r)
+            b = rng.integers(0, filled, size=args.batch_size)
+            o, ac, y = (torch.as_tensor(buf_obs[b]), torch.as_tensor(buf_act[b]), torch.as_tensor(buf_rew[b]))
+            q1, q2 = critic(o, ac)
+            loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+            critic_opt.zero_grad()
+            loss.backward()
+            critic_opt.step()
+            critic_loss = loss.item()
+
+            # ---- actor: ascend min(Q1, Q2) through the whole reverse chain; then the soft update
+            if it % args.policy_frequency == 0:
+                pi_loss = -critic.q_min(o, actor(o)).mean()
+                actor_opt.zero_grad()
+                pi_loss.backward()
+                actor_opt.step()
+                actor_loss = pi_loss.item()
+                with torch.no_grad():
+                    for tp, sp in zip(deployed.parameters(), actor.parameters()):
+                        tp.mul_(1.0 - args.tau).add_(sp, alpha=args.tau)
+
+        # ---- learning curve and checkpoint
+        over_time = time.perf_counter() - t0 > 60.0 * args.minutes
+        if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations or over_time:
+            last = validate()
+            curve.writerow([it + 1, (it + 1) * args.rounds_per_iteration, round(time.perf_counter() - t0, 2),
+                            round(last["reward"], 4), round(last["qoe"], 4), round(last["energy_j"], 3),
+                            round(critic_loss, 6), round(actor_loss, 6)])
+            curve_f.flush()
+            bar.set_postfix(reward=f"{last['reward']:.3f}")
+            save_actor(folder, deployed, {**meta, "iterations_done": it + 1, "validation": last,
+                                          "wall_s": round(time.perf_counter() - t0, 1)})
+        if over_time:
+            log(f"stopped at the {args.minutes}-minute cap after {it + 1} iterations")
+            break
+    curve_f.close()
+    wall = time.perf_counter() - t0
+    save_actor(folder, deployed, {**meta, "iterations_done": it + 1, "validation": last, "wall_s": round(wall, 1)})
+    (folder / "train.json").write_text(json.dumps({"validation": last, "wall_s": round(wall, 1),
+                                                   "iterations_done": it + 1}, indent=1))
+    log(f"{args.algo} seed {args.seed}: validation reward {last['reward']:.3f} (QoE {last['qoe']:.2f}, energy "
+        f"{last['energy_j']:.1f} J) after {it + 1} iterations, {wall:.0f} s -> {folder}")
+    return {"folder": str(folder), "wall_s": wall, **last}
