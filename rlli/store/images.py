@@ -7,6 +7,7 @@ unreferenced file, never a row without its image. The same image is stored once.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
@@ -52,25 +53,71 @@ def image_path(data_dir: Path, sha: str) -> Path:
     return Path(data_dir) / "images" / sha[:2] / f"{sha}.png"
 
 
-def write_png(data_dir: Path, png: bytes) -> str:
-    """Store PNG bytes under their hash (once); return the hash."""
-    sha = sha256_hex(png)
-    path = image_path(data_dir, sha)
-    if path.exists() and path.stat().st_size == len(png):
-        return sha
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+def _libc_syncfs():
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(png)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return sha
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def _flush_to_disk(folder: Path, files: list[Path]) -> None:
+    """Make the files' bytes and names durable: one syncfs(2) of the data folder's file system on Linux (a
+    single journal commit for a whole round's images), else one fsync per file and folder."""
+    if _SYNCFS is not None:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in [*files, *{p.parent for p in files}]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _intact(path: Path, sha: str) -> bool:
+    try:
+        return sha256_hex(path.read_bytes()) == sha
+    except FileNotFoundError:
+        return False
+
+
+def write_pngs(data_dir: Path, pngs: list[bytes]) -> list[str]:
+    """Store PNG bytes under their hashes (each image once) and flush them to disk; return the hashes.
+
+    Each new file is written under a temporary name and renamed into place, so a hash name never shows
+    a partly written image; the caller commits its database rows only after this returns.
+    """
+    hashes = [sha256_hex(png) for png in pngs]
+    pending = {sha: png for sha, png in zip(hashes, pngs) if not _intact(image_path(data_dir, sha), sha)}
+    written: list[Path] = []
+    for sha, png in pending.items():
+        path = image_path(data_dir, sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(png)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        written.append(path)
+    if written:
+        _flush_to_disk(Path(data_dir), written)
+    return hashes
+
+
+def write_png(data_dir: Path, png: bytes) -> str:
+    """Store one PNG under its hash (once); return the hash."""
+    return write_pngs(data_dir, [png])[0]
 
 
 def read_png(data_dir: Path, sha: str) -> bytes:

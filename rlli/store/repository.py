@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from rlli.store import images
 from rlli.store.db import StoreError, connect, redact, writer
 from rlli.store.ids import load_salt, participant_id
 from rlli.store.migrate import upgrade
-from rlli.store.models import TRAIT_COLUMNS, Generation, Group, Participant, Rating, Request, Round
+from rlli.store.models import TRAIT_COLUMNS, Generation, Group, Participant, Rating, Request, Round, utcnow
 from rlli.store.records import (
     ParticipantRecord,
     RatingRecord,
@@ -53,6 +53,10 @@ class Store:
         self._writer = writer(engine)
         self.data_dir = Path(data_dir)
         self._salt = salt
+        dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._rating_insert = (dialect_insert(Rating.__table__)
+                               .on_conflict_do_nothing(index_elements=["rater_id", "generation_id"])
+                               .returning(Rating.__table__.c.id))
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -140,40 +144,43 @@ class Store:
     def record_round(self, r: RoundRecord) -> RoundIds:
         """Store a round with its requests, groups and generations in one transaction; images first."""
         encoded = [images.encode_png(g.image) for g in r.generations]
-        hashes = [images.write_png(self.data_dir, png) for png, _, _ in encoded]
+        hashes = images.write_pngs(self.data_dir, [png for png, _, _ in encoded])
 
         def work(s: Session) -> RoundIds:
-            rnd = Round(seed=int(r.seed), policy=r.policy, backbone=r.backbone, steps=r.steps,
-                        settings=r.settings, accounting=r.accounting)
-            s.add(rnd)
-            reqs = [Request(round=rnd, position=i, participant_id=q.participant_id, prompt=q.prompt, seed=int(q.seed),
-                            request_key=q.request_key) for i, q in enumerate(r.requests)]
-            grps = [Group(round=rnd, position=i, anchor_position=g.anchor, anchor_prompt=r.requests[g.anchor].prompt,
-                          members=list(g.members), similarity=list(g.similarity), shared_steps=g.shared_steps)
-                    for i, g in enumerate(r.groups)]
-            s.add_all(reqs + grps)
-            s.flush()
-            gens = []
-            for g, (_, w, h), sha in zip(r.generations, encoded, hashes):
-                gens.append(Generation(
-                    request_id=reqs[g.request].id, group_id=grps[g.group].id, image_sha256=sha, width=w, height=h,
-                    shared_steps=g.shared_steps, own_steps=g.own_steps, handoff_bytes=int(g.handoff_bytes),
-                    description=g.description, fidelity=g.fidelity, quality=g.quality,
-                    bandwidth_share=g.bandwidth_share, compute_share=g.compute_share, delay_s=g.delay_s,
-                    delays=dict(g.delays), energy_j=g.energy_j, extras=dict(g.extras)))
-            s.add_all(gens)
-            s.flush()
-            return RoundIds(rnd.id, [q.id for q in reqs], [g.id for g in grps], [g.id for g in gens], hashes)
+            round_id = s.execute(insert(Round.__table__).returning(Round.id), {
+                "seed": int(r.seed), "policy": r.policy, "backbone": r.backbone, "steps": r.steps,
+                "settings": r.settings, "accounting": r.accounting, "created_at": utcnow()}).scalar_one()
+            req_ids = self._insert_many(s, Request, [
+                {"round_id": round_id, "position": i, "participant_id": q.participant_id, "prompt": q.prompt,
+                 "seed": int(q.seed), "request_key": q.request_key} for i, q in enumerate(r.requests)])
+            grp_ids = self._insert_many(s, Group, [
+                {"round_id": round_id, "position": i, "anchor_position": g.anchor,
+                 "anchor_prompt": r.requests[g.anchor].prompt, "members": list(g.members),
+                 "similarity": list(g.similarity), "shared_steps": g.shared_steps} for i, g in enumerate(r.groups)])
+            gen_ids = self._insert_many(s, Generation, [
+                {"request_id": req_ids[g.request], "group_id": grp_ids[g.group], "image_sha256": sha, "width": w,
+                 "height": h, "shared_steps": g.shared_steps, "own_steps": g.own_steps,
+                 "handoff_bytes": int(g.handoff_bytes), "description": g.description, "fidelity": g.fidelity,
+                 "quality": g.quality, "bandwidth_share": g.bandwidth_share, "compute_share": g.compute_share,
+                 "delay_s": g.delay_s, "delays": dict(g.delays), "energy_j": g.energy_j, "extras": dict(g.extras)}
+                for g, (_, w, h), sha in zip(r.generations, encoded, hashes)])
+            return RoundIds(round_id, req_ids, grp_ids, gen_ids, hashes)
 
         try:
             return self._write(work)
         except IntegrityError as e:
             raise StoreError(f"the round refers to an unknown participant ({str(e.orig).splitlines()[0]})") from None
 
+    @staticmethod
+    def _insert_many(s: Session, model, rows: list[dict]) -> list[int]:
+        """Insert rows (one multi-row statement where the driver allows); their new ids, in order."""
+        if not rows:
+            return []
+        stmt = insert(model.__table__).returning(model.__table__.c.id, sort_by_parameter_order=True)
+        return list(s.execute(stmt, rows).scalars())
+
     def _insert_rating(self, s: Session, r: RatingRecord) -> int | None:
-        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(Rating)
-        stmt = ins.values(**asdict(r)).on_conflict_do_nothing(index_elements=["rater_id", "generation_id"])
-        return s.execute(stmt.returning(Rating.id)).scalar_one_or_none()
+        return s.execute(self._rating_insert, {**asdict(r), "created_at": utcnow()}).scalar_one_or_none()
 
     def add_rating(self, r: RatingRecord) -> tuple[int | None, bool]:
         """Append one rating: (its id, False), or (None, True) when this rater already rated this generation."""
