@@ -24,7 +24,7 @@ _rlli_pg_fail() {
 
 _rlli_pg_bindir() {
   local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return; fi
   if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/pg_ctl" ]; then pg_config --bindir; fi
 }
@@ -41,7 +41,7 @@ _rlli_pg_start() {
       bindir=$(_rlli_pg_bindir)
     fi
     if [ -z "$bindir" ]; then
-      _rlli_pg_fail "PostgreSQL's server programs are not installed and this is not root (apt-get install postgresql)"
+      _rlli_pg_fail "PostgreSQL's server programs are not installed and cannot be installed here (needs root and apt-get: apt-get install postgresql)"
       return
     fi
   fi
@@ -53,7 +53,10 @@ _rlli_pg_start() {
     chown postgres "$dir"
     runas=(runuser -u postgres --)
   fi
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' || true)
+  if [ -z "$port" ]; then
+    _rlli_pg_fail "could not find a free TCP port on 127.0.0.1"; rm -rf "$dir"; return
+  fi
   if ! "${runas[@]}" "$bindir/initdb" -D "$dir/data" -U rlli -A trust -E UTF8 --locale=C.UTF-8 --no-sync \
       >"$dir/initdb.log" 2>&1; then
     _rlli_pg_fail "initdb failed: $(tail -n 3 "$dir/initdb.log" | tr '\n' ' ')"; rm -rf "$dir"; return

@@ -283,3 +283,33 @@ def test_settings_never_show_the_database_password():
     shown = str(s.public_dict())
     assert "hunter2" not in shown and "pepper" not in shown and s.database_url.endswith("@db:5432/rlli")
     assert os.path.basename(Settings().database_url) == "rlli.sqlite3"
+
+
+@pytest.mark.slow
+def test_a_real_engine_round_is_stored_as_it_ran(tmp_path):
+    from rlli.config import Settings
+    from rlli.diffusion import get_backbone
+    from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
+
+    prompts = ["a red car on a street", "a blue car on a street", "a green tree in a park"]
+    requests = [Request(p, seed=10 + i, request_id=f"r{i}") for i, p in enumerate(prompts)]
+    groups = [GroupPlan((0, 1), 0, member_steps=(3, 2)), GroupPlan((2,), 2, shared_steps=0)]
+    result = Engine(get_backbone(Settings())).run(requests, groups, Plan(steps=6))
+    with Store.open(f"sqlite:///{tmp_path}/e.sqlite3", tmp_path / "data") as store:
+        pid = human(store)
+        record = RoundRecord.from_engine(result.outputs, groups, seed=10, participants=[pid, None, None],
+                                         similarity=[(1.0, 0.93), (1.0,)], extras=[{"quality": 0.97, "delay_s": 2.0}] * 3,
+                                         policy="test", steps=6, accounting=result.accounting())
+        ids = store.record_round(record)
+        stored = store.generations(ids.generation_ids)
+        for o, g, sha in zip(result.outputs, stored, ids.image_hashes):
+            assert (g.prompt, g.seed, g.quality) == (o.prompt, o.seed, 0.97)
+            assert np.array_equal(np.asarray(Image.open(store.image_file(sha)).convert("RGB")), o.image)
+        frame = store.rating_frame()
+        assert frame.empty
+        store.add_rating(RatingRecord(pid, ids.generation_ids[1], 6))
+        row = store.rating_frame().iloc[0]
+        o = result.outputs[1]
+        assert (row.shared_steps, row.own_steps, row.handoff_bytes, row.anchor_prompt, row.group_shared_steps) == (
+            o.shared_steps, o.own_steps, o.handoff_bytes, prompts[0], 3)
+        assert row.extras.get("image_source") == o.image_source

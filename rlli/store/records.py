@@ -18,6 +18,7 @@ from rlli.store.models import TRAIT_COLUMNS
 Kind = Literal["human", "agent"]
 STATUSES: tuple[str, ...] = ("ok", "invalid", "timeout", "unavailable", "error")
 MAX_TEXT = 4000  # prompts, reasons, descriptions: longer text is refused
+ENGINE_EXTRAS = ("image_source", "noise_seed", "anchor_request_id")  # engine Output fields kept in extras
 
 
 def clean_text(value: str, what: str, limit: int = MAX_TEXT) -> str:
@@ -181,9 +182,12 @@ class RoundRecord:
         group_recs = [GroupRecord(tuple(g.members), g.anchor, g.shared_steps,
                                   tuple(similarity[i]) if i < len(similarity) else ())
                       for i, g in enumerate(groups)]
-        gens = [GenerationRecord(i, o.group, o.image, o.shared_steps, o.own_steps, o.handoff_bytes,
-                                 **(extras[i] if extras else {}))
-                for i, o in enumerate(outputs)]
+        gens = []
+        for i, o in enumerate(outputs):
+            fields = dict(extras[i]) if extras else {}
+            engine_bits = {k: getattr(o, k) for k in ENGINE_EXTRAS if hasattr(o, k)}
+            fields["extras"] = {**engine_bits, **fields.get("extras", {})}
+            gens.append(GenerationRecord(i, o.group, o.image, o.shared_steps, o.own_steps, o.handoff_bytes, **fields))
         return cls(seed, requests, group_recs, gens, **round_fields)
 
 
