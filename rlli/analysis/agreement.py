@@ -64,28 +64,58 @@ def _all_statistics(h: np.ndarray, a: np.ndarray, functions=None) -> dict[str, f
         return {name: fn(h, a) if len(h) >= 2 else float("nan") for name, fn in functions.items()}
 
 
-# The bootstrap evaluates every statistic on each of ~1000 resamples per slice. scipy's spearmanr and
-# scikit-learn's cohen_kappa_score spend milliseconds per call on input checks, so the resamples use these
-# two short equivalents (Pearson's r of scipy's ranks; the quadratic-weighted kappa from the confusion
-# matrix, as scikit-learn computes it). tests/test_agreement.py checks them against the libraries.
-_WEIGHTS = (SCORES[:, None] - SCORES[None, :]) ** 2.0
+# The bootstrap evaluates every statistic on ~1000 resamples per slice; the library calls cost about a
+# millisecond each. Every statistic here is a function of the 10 x 10 table of (human, agent) score counts,
+# and a resample of people is a weighted sum of the people's own tables, so the resamples are computed
+# all at once from tables, by the same formulas the libraries use (Spearman: Pearson's r of mid-ranks;
+# Kendall's tau-b from concordant/discordant pair counts; kappa from observed vs expected weighted
+# disagreement; alpha from the coincidence matrix). tests/test_agreement.py checks them against the libraries.
+_K = len(SCORES)
+_SQUARED = (SCORES[:, None] - SCORES[None, :]).astype(float) ** 2
+_ABSOLUTE = np.abs(SCORES[:, None] - SCORES[None, :]).astype(float)
 
 
-def _spearman_fast(h: np.ndarray, a: np.ndarray) -> float:
-    rh, ra = stats.rankdata(h), stats.rankdata(a)
-    if rh.std() == 0 or ra.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rh, ra)[0, 1])
+def score_table(h: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Counts of (human score, agent score), a 10 x 10 table."""
+    codes = (np.asarray(h, int) - 1) * _K + (np.asarray(a, int) - 1)
+    return np.bincount(codes, minlength=_K * _K).reshape(_K, _K).astype(float)
 
 
-def _kappa_fast(h: np.ndarray, a: np.ndarray) -> float:
-    k = len(SCORES)
-    counts = np.bincount((h.astype(int) - 1) * k + (a.astype(int) - 1), minlength=k * k).reshape(k, k)
-    expected = np.outer(counts.sum(1), counts.sum(0)) / counts.sum()
-    return float(1 - (_WEIGHTS * counts).sum() / (_WEIGHTS * expected).sum())
+def _midranks(margin: np.ndarray) -> np.ndarray:
+    return np.cumsum(margin, axis=-1) - margin + (margin + 1) / 2
 
 
-BOOTSTRAP_FUNCTIONS = {**STATISTIC_FUNCTIONS, "spearman": _spearman_fast, "kappa": _kappa_fast}
+def table_statistics(tables: np.ndarray) -> dict[str, np.ndarray]:
+    """All statistics for a stack of score tables (..., 10, 10); NaN where undefined."""
+    with np.errstate(all="ignore"):
+        n = tables.sum((-2, -1))
+        rows, cols = tables.sum(-1), tables.sum(-2)
+        mae = (tables * _ABSOLUTE).sum((-2, -1)) / n
+        expected = rows[..., :, None] * cols[..., None, :] / n[..., None, None]
+        kappa = 1 - (tables * _SQUARED).sum((-2, -1)) / (expected * _SQUARED).sum((-2, -1))
+        rx, ry = _midranks(rows), _midranks(cols)
+        mean = (n + 1) / 2
+        dx, dy = rx - mean[..., None], ry - mean[..., None]
+        cov = (tables * dx[..., :, None] * dy[..., None, :]).sum((-2, -1))
+        spearman = cov / np.sqrt((rows * dx**2).sum(-1) * (cols * dy**2).sum(-1))
+        # pairs concordant / discordant with each cell: counts strictly below-right / below-left of it
+        below = np.flip(np.cumsum(np.flip(tables, -2), -2), -2)
+        below = np.concatenate([below[..., 1:, :], np.zeros_like(below[..., :1, :])], -2)  # rows i' > i
+        right = np.flip(np.cumsum(np.flip(below, -1), -1), -1)
+        right = np.concatenate([right[..., :, 1:], np.zeros_like(right[..., :, :1])], -1)  # and cols j' > j
+        left = np.cumsum(below, -1)
+        left = np.concatenate([np.zeros_like(left[..., :, :1]), left[..., :, :-1]], -1)  # and cols j' < j
+        concordant, discordant = (tables * right).sum((-2, -1)), (tables * left).sum((-2, -1))
+        n0 = n * (n - 1) / 2
+        tx, ty = (rows * (rows - 1) / 2).sum(-1), (cols * (cols - 1) / 2).sum(-1)
+        kendall = (concordant - discordant) / np.sqrt((n0 - tx) * (n0 - ty))
+        coincidence = tables + np.swapaxes(tables, -1, -2)
+        values = coincidence.sum(-1)
+        total = 2 * n
+        alpha = 1 - (total - 1) * (coincidence * _SQUARED).sum((-2, -1)) / (
+            (values[..., :, None] * values[..., None, :]) * _SQUARED).sum((-2, -1))
+    out = {"spearman": spearman, "kendall": kendall, "kappa": kappa, "alpha": alpha, "mae": mae}
+    return {k: np.where(np.isfinite(v) & (n >= 2), v, np.nan) for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -144,15 +174,15 @@ def estimate(pairs: pd.DataFrame, resamples: int = 1000, seed: int = 0, confiden
     """All statistics of these pairs, each with a percentile bootstrap interval over resampled people."""
     h, a = pairs["human_score"].to_numpy(float), pairs["agent_score"].to_numpy(float)
     point = _all_statistics(h, a)
-    people = pairs["human_id"].to_numpy()
-    groups = [np.flatnonzero(people == p) for p in pd.unique(people)]
-    draws: dict[str, list[float]] = {k: [] for k in STATISTICS}
-    if len(groups) >= 2 and len(h) >= 2:
+    people, person = np.unique(pairs["human_id"].to_numpy(), return_inverse=True)
+    draws: dict[str, np.ndarray] = {k: np.array([]) for k in STATISTICS}
+    if len(people) >= 2 and len(h) >= 2:
+        own_tables = np.stack([score_table(h[person == p], a[person == p]) for p in range(len(people))])
         rng = np.random.default_rng(seed)
-        for _ in range(resamples):
-            idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
-            for k, v in _all_statistics(h[idx], a[idx], BOOTSTRAP_FUNCTIONS).items():
-                draws[k].append(v)
+        picks = rng.integers(0, len(people), (resamples, len(people)))
+        weights = np.zeros((resamples, len(people)))
+        np.add.at(weights, (np.arange(resamples)[:, None], picks), 1)
+        draws = table_statistics(np.einsum("bp,pij->bij", weights, own_tables))
     tail = 100 * (1 - confidence) / 2
     out = {}
     for k in STATISTICS:
