@@ -74,6 +74,19 @@ def test_rejudge_rates_what_people_rated_as_their_own_profile_and_presets(store)
     assert row.score == expected.score and (row.openness, row.conscientiousness) == (0.2, 0.9)
 
 
+def test_rejudge_skips_what_the_apps_live_agents_already_rated(store):
+    people = fill(store)
+    judge = get_judge("trait", Settings())
+    gens = [g.id for g in store.generations(rated_by_humans=True)]
+    # the app's live agent for person 0 (its own name for it) already rated the first image
+    live = store.upsert_participant(ParticipantRecord.agent("you (agent)", (0.9, 0.1, 0.5, 0.5, 0.2), judge.backend,
+                                                            judge.model, mirrors=people[0], instrument="tipi"))
+    store.add_rating(RatingRecord(live, gens[0], 5, backend=judge.backend, model=judge.model))
+    report = rejudge(store, judge, [], progress=False)
+    assert (report.planned, report.already_rated, report.stored) == (12, 1, 11)
+    assert [r.score for r in store.ratings_for_participant(live)][0] == 5
+
+
 def test_rejudge_resumes_after_an_interruption_without_duplicates(store):
     fill(store)
     presets = load_presets()[:2]

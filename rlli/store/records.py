@@ -73,9 +73,11 @@ class ParticipantRecord:
     @classmethod
     def agent(cls, name: str, traits, backend: str, model: str, *, mirrors: str | None = None,
               instrument: str = "preset", description: str = "") -> ParticipantRecord:
-        """A judge playing a persona: one participant per (persona, traits, backend, model, mirrored person)."""
+        """A judge playing a persona: one participant per (persona name, traits, backend, model); an agent given a
+        person's own profile is one per (person, traits, backend, model) whatever it is called, so the app's live
+        agent and ``rejudge`` are the same rater and never rate one image twice."""
         traits = check_traits(traits)
-        key = f"{name}|{traits}|{backend}|{model}|{mirrors or ''}"
+        key = f"mirror|{mirrors}|{traits}|{backend}|{model}" if mirrors else f"{name}|{traits}|{backend}|{model}|"
         return cls("agent", key, name=name, traits=traits, instrument=instrument, description=description,
                    backend=backend, model=model, mirrors=mirrors)
 
