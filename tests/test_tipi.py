@@ -66,3 +66,12 @@ def test_an_ideal_respondent_is_recovered_within_the_scales_rounding():
         got = score(ideal_answers(p.traits))
         for t in TRAITS:
             assert abs(getattr(got, t) - getattr(p.traits, t)) <= 1 / 12 + 1e-9, (p.name, t)
+
+
+def test_a_persons_profile_from_their_answers():
+    from rlli.personas.tipi import persona_from_tipi
+
+    p = persona_from_tipi([7, 1, 7, 1, 7, 1, 7, 1, 7, 1])
+    assert (p.name, p.instrument) == ("you", "tipi") and p.traits.neuroticism == 0 and p.traits.openness == 1
+    with pytest.raises(TipiError):
+        persona_from_tipi([7] * 3)

@@ -21,7 +21,7 @@ from rlli.personas.tipi import N_ITEMS, TipiError, check_answers, ideal_answers,
 
 TIPI_SCHEMA = {
     "type": "object",
-    "properties": {f"item{i}": {"type": "integer", "minimum": 1, "maximum": 7} for i in range(1, N_ITEMS + 1)},
+    "properties": {f"item{i}": {"type": "integer", "enum": list(range(1, 8))} for i in range(1, N_ITEMS + 1)},
     "required": [f"item{i}" for i in range(1, N_ITEMS + 1)],
     "additionalProperties": False,
 }

@@ -55,13 +55,13 @@ def extract_json(text: str) -> Any:
     """The JSON value in a reply: the whole text, else the first {...} block (models add code fences)."""
     text = text.strip()
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)  # models put raw newlines inside strings
     except ValueError:
         pass
     m = re.search(r"\{.*\}", text, re.S)
     if m:
         try:
-            return json.loads(m.group(0))
+            return json.loads(m.group(0), strict=False)
         except ValueError:
             pass
     raise ValueError("the reply is not JSON")
@@ -79,8 +79,10 @@ class LLMClient:
         self._openai = openai
         self._client = openai.OpenAI(base_url=self.endpoint.base_url, api_key=self._secret or "none",
                                      timeout=settings.llm_timeout_s, max_retries=0)
-        start = "json_schema" if settings.llm_response_format == "auto" else settings.llm_response_format
-        self._formats = list(FORMATS[FORMATS.index(start):]) if settings.llm_response_format == "auto" else [start]
+        if settings.llm_response_format != "auto":
+            self._formats = [settings.llm_response_format]
+        else:  # llama-cpp-python's server knows json_object + schema (grammar-constrained), not json_schema
+            self._formats = list(FORMATS[1:] if self.endpoint.embedded else FORMATS)
         self._images = {"on": True, "off": False}.get(settings.llm_images, not self.endpoint.embedded)
         self._lock = threading.Lock()
         self._model = self.endpoint.model
@@ -142,6 +144,10 @@ class LLMClient:
                 raise self._error(e) from None
             except self._openai.UnprocessableEntityError as e:
                 if self._fall_back(fmt, with_image, e):
+                    continue
+                raise self._error(e) from None
+            except self._openai.InternalServerError as e:  # some servers answer a refused field with HTTP 500
+                if "response_format" in str(e) and self._fall_back(fmt, False, e):
                     continue
                 raise self._error(e) from None
             except Exception as e:  # noqa: BLE001 - mapped to a status and cause

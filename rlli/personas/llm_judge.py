@@ -30,7 +30,8 @@ RETRY_TEMPERATURE = 0.7
 RATING_SCHEMA = {
     "type": "object",
     "properties": {
-        "score": {"type": "integer", "minimum": 1, "maximum": 10},
+        # an enum rather than minimum/maximum: llama.cpp's grammar enforces enums, not integer bounds
+        "score": {"type": "integer", "enum": list(range(1, 11))},
         "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS},
     },
     "required": ["score", "reason"],

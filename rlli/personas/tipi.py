@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rlli.personas.judge import TRAITS, BigFive
+from rlli.personas.judge import TRAITS, BigFive, Persona
 from rlli.personas.presets import read_toml
 
 N_ITEMS = 10
@@ -86,3 +86,9 @@ def ideal_answers(traits: BigFive) -> list[int]:
         level = LOW + (HIGH - LOW) * getattr(traits, item.trait)
         out.append(int(round(LOW + HIGH - level if item.reverse else level)))
     return out
+
+
+def persona_from_tipi(answers, name: str = "you", description: str = "") -> Persona:
+    """A person's own profile from their TIPI answers (instrument 'tipi'), to be rated as."""
+    return Persona(name=name, traits=score(answers), description=description or "a person who took the TIPI",
+                   instrument="tipi")

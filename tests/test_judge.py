@@ -1,0 +1,110 @@
+"""The LLM judge, author and TIPI respondent against the real embedded llama.cpp server (SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rlli.config import Settings
+from rlli.personas import find_preset, load_presets
+from rlli.personas.describe import make_delivery
+from rlli.personas.llm_judge import RATING_SCHEMA, LLMJudge
+
+pytestmark = pytest.mark.slow
+
+
+def scene_image(seed: int = 0, **attrs) -> np.ndarray:
+    from rlli.diffusion.tiny import world
+
+    base = dict(time="day", weather="clear", ground="grass", object="house", colour="red", count="one",
+                position="centre", warmth="neutral", detail="normal")
+    scene = world.Scene(**{**base, **attrs})
+    return (world.render(scene, np.random.default_rng(seed)) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def judge(llm_server):
+    return LLMJudge(Settings())
+
+
+def test_the_embedded_model_answers_in_the_schema(judge, llm_server):
+    client = judge.client()
+    assert client.endpoint.embedded and client.endpoint.base_url == llm_server.base_url
+    assert not client.accepts_images  # SmolLM2 is text-only: it gets the probe's description
+    data, raw = client.chat_json("You rate pictures.", "Rate a picture of a red house from 1 to 10.", RATING_SCHEMA,
+                                 name="rating")
+    assert set(data) == {"score", "reason"} and isinstance(data["score"], int) and 1 <= data["score"] <= 10
+    assert client.response_format in ("json_schema", "json_object")  # the server constrained the reply
+
+
+def test_a_rating_of_a_rendered_scene(judge):
+    d = make_delivery("a red house on grass", scene_image(), quality=0.95, delay_s=2.0)
+    assert "matches 4 of the 4" in d.description
+    r = judge.rate(find_preset("balanced"), d)
+    assert r.status == "ok", r.reason
+    assert 1 <= r.score <= 10 and r.reason and r.backend == "llm" and r.model == "SmolLM2-135M-Instruct"
+    assert r.latency_s > 0
+
+
+def test_same_seed_same_rating_and_the_cache_answers_repeats(judge, llm_server):
+    d = make_delivery("two blue boats on a lake", scene_image(object="boat", colour="blue", count="two",
+                                                             ground="water"), quality=0.8, delay_s=5.0)
+    p = find_preset("critical")
+    first = judge.rate(p, d)
+    hits = judge.cache.hits
+    t = time.perf_counter()
+    again = judge.rate(p, d)
+    assert time.perf_counter() - t < 0.05 and judge.cache.hits == hits + 1
+    assert (again.score, again.reason, again.status) == (first.score, first.reason, first.status)
+    fresh = LLMJudge(Settings()).rate(p, d)  # a new judge (empty cache), same seed: same rating from the server
+    assert (fresh.score, fresh.reason) == (first.score, first.reason)
+    other = judge.rate(p, make_delivery(d.prompt, scene_image(object="boat", colour="blue", count="two",
+                                                                ground="water"), quality=0.3, delay_s=5.0))
+    assert judge.cache.misses >= 2 and other.status == "ok"  # another context is another call
+
+
+def test_a_persona_authored_round_runs_through_the_service(llm_server):
+    from rlli.diffusion.tiny import world
+    from rlli.personas.author import Author
+    from rlli.service import StudioService
+
+    settings = Settings()
+    personas = [find_preset(n) for n in ("open", "introverted", "extraverted")]
+    authored = Author(settings).write_round(personas, seed=3)
+    assert [a.persona for a in authored] == ["open", "introverted", "extraverted"]
+    for a in authored:
+        assert world.parse_prompt(a.prompt)["object"] == a.scene["object"]
+    assert Author(settings).write_round(personas, seed=3) == authored  # same seed, same requests
+    report = StudioService(settings).run_round("\n".join(a.prompt for a in authored), seed=3)
+    assert report.prompts == [a.prompt for a in authored]
+    assert len(report.outputs) == 3 and all(o.image.shape == (64, 64, 3) for o in report.outputs)
+
+
+def test_the_tipi_is_answered_in_the_schema(llm_server):
+    from rlli.personas.fidelity import run_fidelity
+
+    r = run_fidelity(load_presets()[:4], repeats=1, backend="llm", settings=Settings())
+    assert r.model == "SmolLM2-135M-Instruct" and r.administered == 4
+    assert r.valid_rate == 1.0, r.failures
+    assert all(len(x["answers"]) == 10 and all(1 <= v <= 7 for v in x["answers"]) for x in r.recovered)
+
+
+def test_the_server_stops_when_its_process_exits(llm_server):
+    code = ("import os; from rlli.config import Settings; from rlli.personas.server import ensure_server; "
+            "s = ensure_server(Settings()); print(s.process.pid, s.port, flush=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True).stdout
+    pid, port = map(int, out.split())
+    time.sleep(0.5)
+    assert not running(pid), "the embedded server outlived its process"
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\tZ" not in next(line for line in f if line.startswith("State:"))
+    except FileNotFoundError:
+        return False
