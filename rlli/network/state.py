@@ -192,7 +192,8 @@ def obs_dim(k_max: int) -> int:
 def encode(st: RoundState, p: SystemParams) -> np.ndarray:
     """Fixed-size float32 observation [B, k_max * (PER_SLOT + k_max)]: per slot the mask, channel gain
     (dB, scaled), device compute, Big-Five, anchor flag, group size, cap s_max/N, q_k at QUALITY_POINTS
-    of N, the most steps within a 3% predicted drop (/N), and a one-hot of the group. Empty slots are all zeros."""
+    of N, the most steps within a 3% predicted drop (as a fraction of the cap), and a one-hot of the group.
+    Empty slots are all zeros."""
     b, k = st.mask.shape
     n = st.steps
     m = st.mask.astype(np.float32)
@@ -205,7 +206,7 @@ def encode(st: RoundState, p: SystemParams) -> np.ndarray:
         onehot[:, :, g] = members
     idx = np.rint(np.asarray(QUALITY_POINTS) * n).astype(int)
     within = np.minimum.accumulate(st.quality >= 1.0 - HINT_TOLERANCE, axis=2).sum(axis=2) - 1
-    hint = np.where(st.is_anchor, 0, np.minimum(within, st.max_shared)) / n
+    hint = np.where(st.is_anchor, 0, np.minimum(within, st.max_shared) / np.maximum(st.max_shared, 1))
     cols = [m, (gain_db + 105.0) / 15.0, (st.device_hz - 2e9) / 1e9, *np.moveaxis(st.traits * 2 - 1, -1, 0),
             st.is_anchor.astype(float), size / k, st.max_shared / n, *np.moveaxis(st.quality[:, :, idx] * 2 - 1, -1, 0),
             hint]

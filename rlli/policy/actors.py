@@ -47,8 +47,11 @@ class NoiseNet(nn.Module):
         self.mid = nn.Sequential(nn.Linear(act_dim + t_dim + hidden, hidden), nn.Mish(), nn.Linear(hidden, hidden),
                                  nn.Mish(), nn.Linear(hidden, act_dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        return self.mid(torch.cat([x, self.time_mlp(t), self.state_mlp(obs)], dim=-1))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor | None = None,
+                state_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """eps for x_t at step t; pass ``state_emb = state_mlp(obs)`` to reuse it across the reverse chain."""
+        s = self.state_mlp(obs) if state_emb is None else state_emb
+        return self.mid(torch.cat([x, self.time_mlp(t), s], dim=-1))
 
 
 class DiffusionActor(nn.Module):
@@ -75,9 +78,10 @@ class DiffusionActor(nn.Module):
     def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b = obs.shape[0]
         x = torch.randn((b, self.act_dim), generator=generator, device=obs.device)
+        state_emb = self.net.state_mlp(obs)  # the same at every step: computed once (GDMOPT recomputes it)
         for i in reversed(range(self.denoise_steps)):
             t = torch.full((b,), i, dtype=torch.long, device=obs.device)
-            eps = self.net(x, t, obs)
+            eps = self.net(x, t, state_emb=state_emb)
             x0 = (self.sqrt_recip_ac[i] * x - self.sqrt_recipm1_ac[i] * eps).clamp(-1.0, 1.0)
             mean = self.coef_x0[i] * x0 + self.coef_xt[i] * x
             if i > 0:

@@ -219,9 +219,9 @@ class LearnedPolicy(Policy):
         self.actor, self.meta, self.folder = actor, meta, folder
 
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
-        from rlli.policy.train import act
+        from rlli.policy.train import act, base_action
 
-        return act(self.actor, encode(st, p), seed=seed)
+        return act(self.actor, encode(st, p), seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))))
 
 
 def checkpoint_folder(name: str, settings=None) -> Path:

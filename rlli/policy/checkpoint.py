@@ -22,6 +22,7 @@ def save_actor(folder: str | Path, actor: torch.nn.Module, meta: dict) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
     tmp = folder / "actor.safetensors.tmp"
     save_file(tensors, str(tmp))
+    tmp.chmod(0o644)
     tmp.replace(folder / "actor.safetensors")  # never leave a half-written checkpoint behind
     (folder / "config.json").write_text(json.dumps({"actor": actor.config(), **meta}, indent=1))
     return folder

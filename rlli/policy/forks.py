@@ -54,3 +54,23 @@ def check_forks(forks: list, steps: int) -> None:
     bad = [g for g, n in anchors.items() if n != 1]
     if bad:
         raise ValueError(f"groups {bad} need exactly one anchor each")
+
+
+def forks_from_calibration(groups, steps: int, calibration: str | Path) -> list:
+    """Stand-in fork decisions from the similarity quality table (assets/calibration.json), for rounds
+    without a fork rule and for tests: a member's curve is q(similarity to its anchor, s / N) and it
+    may share up to N steps (the policy weighs the drop); an anchor shares with its last member."""
+    from rlli.diffusion.calibration import QualityTable
+
+    table = QualityTable.load(calibration)
+    forks = []
+    for gi, g in enumerate(groups):
+        for k, sim in zip(g.members, g.similarity):
+            if k == g.anchor or len(g.members) == 1:
+                forks.append(MemberFork(k, gi, k == g.anchor, steps, (1.0,) * (steps + 1), {"reason": "anchor"}))
+                continue
+            q = [1.0] + [min(1.0, table.quality_at(float(sim), s / steps)) for s in range(1, steps + 1)]
+            q = np.minimum.accumulate(np.asarray(q)).tolist()
+            forks.append(MemberFork(k, gi, False, steps, tuple(q), {"similarity": round(float(sim), 4),
+                                                                     "source": "calibration table"}))
+    return sorted(forks, key=lambda f: f.request_index)

@@ -1,0 +1,191 @@
+"""Policies: baselines and oracle, training, checkpoints, loading by name, the round API."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlli.config import ASSETS, Settings
+from rlli.grouping import Group
+from rlli.network.allocation import evaluate
+from rlli.network.params import SystemParams
+from rlli.network.state import encode, kind_curves, sample_states
+from rlli.personas.judge import BigFive
+from rlli.policy.api import POLICY_NAMES, Notice, allocate_round, build_round_state, compare, load_policy
+from rlli.policy.baselines import BASELINES, greedy_steps
+from rlli.policy.checkpoint import CheckpointError, load_actor, save_actor
+from rlli.policy.forks import MemberFork, forks_from_calibration
+from rlli.policy.train import VALIDATION_SEED, Args, act, base_action, train
+
+P = SystemParams()
+
+
+@pytest.fixture(scope="module")
+def rounds():
+    return sample_states(np.random.default_rng(21), 12, P, kind_curves(ASSETS / "calibration.json", P.steps))
+
+
+def test_oracle_is_the_ceiling_of_every_baseline(rounds):
+    rewards = {n: evaluate(rounds, f(rounds, P, np.random.default_rng(0)), P).reward for n, f in BASELINES.items()}
+    for n in ("equal", "random", "greedy", "no_sharing"):
+        assert np.all(rewards["oracle"] >= rewards[n] - 1e-9), n
+    assert rewards["oracle"].mean() > rewards["greedy"].mean()
+
+
+def test_greedy_shares_within_its_tolerance(rounds):
+    s = greedy_steps(rounds, 0.03)
+    q = np.take_along_axis(rounds.quality, s[..., None], axis=2)[..., 0]
+    assert np.all(q[rounds.mask] >= 0.97) and np.all(s <= rounds.max_shared) and (s > 0).any()
+
+
+P3 = SystemParams(k_max=3)  # tiny runs: 3 user slots, 64-wide networks, a fast-moving deployed actor
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """A short G-DDPG and DDPG training run each (same budget)."""
+    out = {}
+    for algo in ("gddpg", "ddpg"):
+        folder = tmp_path_factory.mktemp(algo)
+        args = Args(algo=algo, seed=0, iterations=250, learning_starts=256, eval_every=125, eval_rounds=128,
+                    hidden=64, tau=0.05, out=str(folder), progress=False)
+        out[algo] = (train(args, p=P3, log=lambda m: None), folder)
+    return out
+
+
+@pytest.mark.parametrize("algo", ["gddpg", "ddpg"])
+def test_tiny_training_run_beats_random(tiny_runs, algo):
+    result, folder = tiny_runs[algo]
+    val = sample_states(np.random.default_rng(VALIDATION_SEED), 128, P3,
+                        kind_curves(ASSETS / "calibration.json", P3.steps))
+    random_reward = evaluate(val, BASELINES["random"](val, P3, np.random.default_rng(0)), P3).reward.mean()
+    assert result["reward"] > random_reward + 0.15
+    rows = (folder / "curve.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,rounds,wall_s,reward") and len(rows) == 3
+    assert float(rows[-1].split(",")[3]) == pytest.approx(result["reward"], abs=1e-3)
+    assert json.loads((folder / "config.json").read_text())["actor"]["kind"] == algo
+
+
+@pytest.mark.parametrize("algo", ["gddpg", "ddpg"])
+def test_save_load_round_trip_gives_the_same_actions(tiny_runs, tmp_path, algo):
+    _, folder = tiny_runs[algo]
+    rounds = sample_states(np.random.default_rng(2), 16, P3, kind_curves(ASSETS / "calibration.json", P3.steps))
+    actor, meta = load_actor(folder)
+    obs = encode(rounds, P3)
+    base = base_action(rounds, P3, meta["residual"])
+    a1 = act(actor, obs, seed=5, base=base)
+    save_actor(tmp_path, actor, {k: v for k, v in meta.items() if k != "actor"})
+    again, _ = load_actor(tmp_path)
+    assert np.array_equal(a1, act(again, obs, seed=5, base=base))
+    for x, y in zip(actor.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(x, y)
+    if algo == "gddpg":  # the diffusion actor samples: the seed fixes its noise
+        raw1, raw2 = act(actor, obs, seed=5), act(actor, obs, seed=6)
+        assert not np.array_equal(raw1, raw2)
+
+
+def test_same_seed_same_training(tmp_path):
+    runs = []
+    for i in range(2):
+        args = Args(algo="gddpg", seed=3, iterations=40, learning_starts=256, eval_every=40, eval_rounds=32,
+                    out=str(tmp_path / f"r{i}"), progress=False)
+        runs.append(train(args, log=lambda m: None))
+    assert runs[0]["reward"] == runs[1]["reward"]
+    a = load_actor(tmp_path / "r0")[0].state_dict()
+    b = load_actor(tmp_path / "r1")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_broken_checkpoints_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="missing"):
+        load_actor(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "actor.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_actor(tmp_path)
+
+
+def test_load_policy_by_name_and_visible_fallback(tmp_path, tiny_runs):
+    s = Settings(policy_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown policy"):
+        load_policy("ppo", s)
+    for name in ("equal", "random", "greedy", "no_sharing", "oracle"):
+        pol = load_policy(name, s)
+        assert pol.name == name and pol.notice is None
+    fallback = load_policy("gddpg", s)  # nothing under tmp_path
+    assert fallback.name == "greedy" and isinstance(fallback.notice, Notice)
+    assert fallback.notice.kind == "fallback" and "gddpg" in fallback.notice.message
+    wrong_k = load_policy("gddpg", s, folder=tiny_runs["gddpg"][1])  # trained for 3 slots, settings say 8
+    assert wrong_k.name == "greedy" and "RLLI_POLICY_K_MAX" in wrong_k.notice.message
+    ok = load_policy("gddpg", Settings(policy_dir=tmp_path, policy_k_max=3), folder=tiny_runs["gddpg"][1])
+    assert ok.name == "gddpg" and ok.notice is None
+
+
+def _round(n_groups=((0, 1, 2), (3, 4), (5,))):
+    groups = [Group(members=m, anchor=m[0], similarity=tuple(1.0 if k == m[0] else 0.8 for k in m)) for m in n_groups]
+    forks = forks_from_calibration(groups, P.steps, ASSETS / "calibration.json")
+    traits = [BigFive.from_sequence(np.linspace(0.1, 0.9, 5)[::(1 if k % 2 else -1)]) for k in range(len(forks))]
+    return groups, forks, traits
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_every_policy_allocates_a_live_round_feasibly(name, tiny_runs):
+    groups, forks, traits = _round()
+    s = Settings(policy_k_max=3)  # the tiny runs' slots: the round of 6 is allocated in parts
+    live = build_round_state(groups, forks, traits, s, seed=4, payload_bytes=3 * 64 * 64 * 4)
+    folder = tiny_runs[name][1] if name in tiny_runs else None
+    pol = load_policy(name, s, folder=folder)
+    assert pol.name == name and pol.notice is None
+    alloc = pol.allocate(live)
+    assert [u.request_index for u in alloc.users] == list(range(len(forks)))
+    for u, f in zip(alloc.users, forks):
+        assert 0 <= u.shared_steps <= f.max_shared_steps
+        assert u.delay_s == pytest.approx(u.delay_server_s + u.delay_tx_s + u.delay_device_s)
+    sharing = [u for u in alloc.users if u.shared_steps > 0]
+    if sharing:
+        assert sum(u.bandwidth_share for u in sharing) == pytest.approx(1.0)
+    assert alloc.total_qoe == pytest.approx(sum(u.qoe for u in alloc.users))
+    assert pol.allocate(live).as_dict() | {"decision_ms": 0} == alloc.as_dict() | {"decision_ms": 0}
+
+
+def test_round_state_is_seeded_and_validated():
+    groups, forks, traits = _round()
+    a = build_round_state(groups, forks, traits, Settings(), seed=1)
+    b = build_round_state(groups, forks, traits, Settings(), seed=1)
+    c = build_round_state(groups, forks, traits, Settings(), seed=2)
+    assert np.array_equal(a.chunks[0].state.gain, b.chunks[0].state.gain)
+    assert not np.array_equal(a.chunks[0].state.gain, c.chunks[0].state.gain)
+    with pytest.raises(ValueError, match="one personality per request"):
+        build_round_state(groups, forks, traits[:-1], Settings())
+    bad = [MemberFork(f.request_index, f.group, f.is_anchor, 99, f.quality, {}) for f in forks]
+    with pytest.raises(ValueError, match="max_shared_steps"):
+        build_round_state(groups, bad, traits, Settings())
+    with pytest.raises(ValueError, match="5 numbers"):
+        build_round_state(groups, forks, [(0.5, 0.5)] * len(forks), Settings())
+
+
+def test_large_rounds_are_allocated_in_parts():
+    groups, forks, traits = _round(((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (10, 11), (12,)))
+    live = build_round_state(groups, forks, traits, Settings(), seed=0)
+    assert len(live.chunks) == 2 and all(c.state.mask.sum() <= P.k_max for c in live.chunks)
+    alloc = load_policy("greedy").allocate(live)
+    assert len(alloc.users) == 13
+    assert sum(u.bandwidth_hz for u in alloc.users) <= P.bandwidth_hz * (1 + 1e-9)
+    for c in live.chunks:  # every part has exactly one anchor per group
+        st = c.state
+        for g in set(st.group[0][st.mask[0]].tolist()):
+            assert st.is_anchor[0][st.mask[0] & (st.group[0] == g)].sum() == 1
+
+
+def test_allocate_round_carries_the_allocation_and_its_references():
+    groups, forks, traits = _round()
+    rep = allocate_round(groups, forks, traits, Settings(policy="greedy"), seed=3)
+    assert rep.allocation.policy == "greedy" and rep.notice is None
+    assert all(u.shared_steps == 0 for u in rep.no_sharing.users)
+    assert rep.energy_saved_j == pytest.approx(rep.no_sharing.energy_j - rep.allocation.energy_j)
+    figs = compare(build_round_state(groups, forks, traits, Settings(), seed=3))
+    assert set(figs) == {"no_sharing", "equal"}
+    d = rep.as_dict()
+    assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "notice"}
+    json.dumps(d)
