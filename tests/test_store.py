@@ -274,6 +274,8 @@ def test_an_unreachable_server_is_a_clear_message_at_start(tmp_path):
     blocked.write_text("")
     with pytest.raises(StoreError, match="cannot create the folder"):
         Store.open(f"sqlite:///{blocked}/sub/x.sqlite3", tmp_path)
+    with pytest.raises(StoreError, match="RLLI_DATA_DIR"):
+        Store.open(f"sqlite:///{tmp_path}/ok.sqlite3", blocked / "data")
 
 
 def test_settings_never_show_the_database_password():
