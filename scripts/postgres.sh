@@ -69,8 +69,9 @@ _rlli_pg_start() {
   export RLLI_TEST_POSTGRES_URL="$url"
   unset RLLI_TEST_POSTGRES_SKIP_REASON
   echo "[postgres] PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') for the tests at $url (data $dir)"
-  # stop the server and remove its folder when the sourcing process (pytest, after exec) ends
-  local owner=$$
+  # stop the server and remove its folder when the process that sourced this file ends (with `exec pytest`,
+  # when pytest ends); BASHPID, not $$, so that sourcing inside a subshell watches that subshell
+  local owner=${BASHPID:-$$}
   ( trap '' HUP INT
     while kill -0 "$owner" 2>/dev/null; do sleep 2; done
     "${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1
