@@ -62,9 +62,10 @@ def take_snapshot(db_file: Path, data_dir: Path, dest: Path) -> None:
         tmp.replace(dest / DB_NAME)
     if data_dir.exists():
         for f in data_dir.rglob("*"):
-            if not f.is_file() or f.name.startswith(".") or f.suffix == ".tmp":
-                continue
-            target = dest / DATA / f.relative_to(data_dir)
+            rel = f.relative_to(data_dir)
+            if not f.is_file() or any(part.startswith(".") for part in rel.parts) or f.suffix == ".tmp":
+                continue  # hidden files and folders (the backup staging folder itself) and partial writes
+            target = dest / DATA / rel
             if target.exists() and target.stat().st_size == f.stat().st_size and target.stat().st_mtime >= f.stat().st_mtime:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def start_backup(settings: Settings, api: HfApi | None = None) -> SnapshotSchedu
         log.warning("RLLI_BACKUP_REPO is set but the store is not SQLite: back up PostgreSQL with its own tools")
         return None
     api = api or HfApi()  # reads HF_TOKEN from the environment; never logged
-    staging = Path(settings.data_dir).parent / f".{Path(settings.data_dir).name}-backup"
+    staging = Path(settings.data_dir) / ".backup"  # inside the data folder: the one place the app may write
     try:
         api.create_repo(settings.backup_repo, repo_type="dataset", private=True, exist_ok=True)
         if not db_file.exists():

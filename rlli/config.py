@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +99,6 @@ class Settings(BaseSettings):
                                                   "timeout, PostgreSQL connect timeout)")
     bootstrap_resamples: int = Field(1000, ge=50, le=100_000,
                                      description="bootstrap resamples for agreement confidence intervals")
-
-    from pydantic import field_serializer  # (kept inside the store section)
 
     @field_serializer("database_url")
     def _hide_database_password(self, v: str) -> str:
