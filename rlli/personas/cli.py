@@ -63,8 +63,8 @@ def _judge(args) -> int:
         return _err("the prompt is empty")
     if len(prompt) > s.max_prompt_chars:
         return _err(f"the prompt has {len(prompt)} characters; the limit is {s.max_prompt_chars} (RLLI_MAX_PROMPT_CHARS)")
-    if not 0.0 <= args.quality <= 1.0 or args.delay < 0:
-        return _err("--quality must be in [0, 1] and --delay at least 0")
+    if not 0.0 <= args.quality <= 1.0 or (args.delay is not None and not 0 <= args.delay <= 86_400):
+        return _err("--quality must be in [0, 1] and --delay between 0 and 86400 seconds")
     delay = args.delay
     if args.image:
         try:

@@ -31,7 +31,7 @@ def read_png(data: bytes) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"not a readable image: {e}") from None
 
