@@ -1,22 +1,23 @@
 """Benchmarks: commands that print figures, each measured against the naive way in the same run.
 
-- ``bench sharing``: a round with grouping and the default sharing plan versus every prompt
-  generated independently - same backbone, same seeds, same batching - in one run.
+- ``bench sharing``: rounds through the service's pipeline (group -> fork decision -> run) versus every
+  prompt generated independently - same backbone, same seeds, same batching - in one run; ``--oracle``
+  adds the best saving any per-member plan could reach.
 - ``bench model``: the embedded model on 64 held-out prompts versus the renderer itself.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
-from rlli.diffusion.calibration import load_table, plan_groups
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, independent_groups
-from rlli.grouping import group_prompts
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
+from rlli.policy.sharing import SharedRound
 
 # A busy minute of a service: a few topics, each with paraphrases and small variants, plus outliers.
 SHARING_MIX = (
@@ -54,57 +55,138 @@ def _warm_up(engine: Engine, requests: list[Request], plan: Plan) -> None:
                Plan(steps=2, guidance_scale=plan.guidance_scale, scheduler=plan.scheduler))
 
 
-def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: int = 0, repeats: int = 4) -> dict:
-    """Shared round versus independent generation, ``repeats`` times with fresh seeds (seed + 1000 r + i).
+def _broken(scorer, images: np.ndarray, twins: np.ndarray, prompts: list[str]) -> list[bool]:
+    return list(scorer(images, prompts, twins)[1]) if len(prompts) else []
 
-    A group's members all start from the anchor's seed, so one round's quality mostly measures how lucky
-    a few anchor seeds were; the repeats average that out. Passes are per round; wall times are summed.
+
+def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, tolerance: float) -> dict[int, int]:
+    """Per non-anchor member of every shared group: the most steps it could share, found by generating it
+    forking at every s = 0..N from its anchor's seed and scoring each against its s = 0 twin."""
+    from rlli.diffusion.fork_calibration import PairRecord, oracle_steps
+
+    n = plan.steps
+    reqs: list[Request] = []
+    groups, owners = [], []
+    for g in rnd.groups:
+        if len(g.members) < 2:
+            continue
+        a = rnd.requests[g.anchor]
+        first = len(reqs)
+        reqs.append(Request(a.prompt, seed=a.seed))
+        steps = [n]
+        for k in g.members:
+            if k == g.anchor:
+                continue
+            owners.append((k, len(reqs)))
+            reqs += [Request(rnd.requests[k].prompt, seed=a.seed) for _ in range(n + 1)]
+            steps += list(range(n + 1))
+        groups.append(GroupPlan(tuple(range(first, len(reqs))), first, member_steps=tuple(steps)))
+    if not owners:
+        return {}
+    out = engine.run(reqs, groups, plan).outputs
+    images = np.stack([o.image for o in out])
+    best = {}
+    for k, start in owners:
+        block = list(range(start, start + n + 1))
+        scores, broken = scorer(images[block], [reqs[start].prompt] * (n + 1), images[[start] * (n + 1)])
+        best[k] = oracle_steps(PairRecord("", reqs[start].prompt, "", 0, 0, 0.0, 0.0, scores, broken), tolerance)
+    return best
+
+
+def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: int = 0, repeats: int = 4,
+                  oracle: bool = False) -> dict:
+    """Shared rounds (group -> fork decision -> run) versus independent generation, ``repeats`` times with fresh
+    seeds (seed + 1000 r + i), through the same round pipeline as the service.
+
+    Passes count the fork decision's probe too. A member that shared steps is also generated from the same
+    noise without sharing (its twin): ``broken_rate`` is the share of members with a stated attribute the twin
+    gets right and the shared image gets wrong. ``--oracle`` tries every s_k for every member on the real
+    backbone and reports the best saving any per-member plan reaches at the quality tolerance.
     """
+    from rlli.diffusion.calibration import scorer_for
+    from rlli.policy.sharing import member_plan, round_from_settings
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
     prompts = list(prompts or SHARING_MIX)
     backbone = get_backbone(settings)
     engine = Engine(backbone)
     plan = plan_from(settings)
-    groups = group_prompts(prompts, settings.group_threshold, settings.text_model)
-    table = load_table(settings.calibration, backbone.name, plan.scheduler)
-    plans = plan_groups(groups, plan.steps, table, settings.quality_tolerance)
+    scorer = scorer_for(backbone.name)
     _warm_up(engine, [Request(p, seed=seed) for p in prompts[:2]], plan)
     wall_s = wall_i = 0.0
     img_s, img_i = [], []
+    passes_s = passes_i = decision = 0
+    broken, shared_members, anchors_image, oracle_passes = 0, 0, 0, 0
+    rnd = None
     for r in range(repeats):
         requests = [Request(p, seed=seed + 1000 * r + i, request_id=str(i)) for i, p in enumerate(prompts)]
-        shared = engine.run(requests, plans, plan)
-        indep = engine.run(requests, independent_groups(len(requests)), plan)
-        wall_s += shared.wall_s["total"]
+        # a fresh engine per round: each side pays its own prompt encoding
+        rnd = round_from_settings(settings, Engine(backbone), requests, plan)
+        indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)
+        wall_s += rnd.wall_s
         wall_i += indep.wall_s["total"]
-        img_s += [o.image for o in shared.outputs]
+        passes_s += rnd.passes
+        decision += rnd.decision.passes
+        passes_i += indep.denoiser_passes
+        img_s += [o.image for o in rnd.result.outputs]
         img_i += [o.image for o in indep.outputs]
+        moved = [i for i, o in enumerate(rnd.result.outputs) if o.shared_steps > 0 and i != o.anchor_index]
+        shared_members += len(moved)
+        anchors_image += sum(o.is_anchors_image for o in rnd.result.outputs)
+        if moved:
+            twin_reqs = [Request(prompts[i], seed=rnd.result.outputs[i].noise_seed) for i in moved]
+            twins = engine.run(twin_reqs, independent_groups(len(moved)), plan).outputs
+            broken += sum(_broken(scorer, np.stack([rnd.result.outputs[i].image for i in moved]),
+                                  np.stack([t.image for t in twins]), [prompts[i] for i in moved]))
+        if oracle:
+            best = _oracle_steps(engine, rnd, plan, scorer, settings.quality_tolerance)
+            forks = [replace(f, max_shared_steps=best[f.request_index]) if f.request_index in best else f
+                     for f in rnd.decision.forks]
+            oracle_passes += expected_passes(member_plan(rnd.groups, forks), plan)
     img_s, img_i = np.stack(img_s), np.stack(img_i)
     q_s, metric = _quality(img_s, prompts * repeats)
     q_i, _ = _quality(img_i, prompts * repeats)
     if q_s is None or q_i is None:
         metric = "mean absolute pixel difference to the independent image (0-255; lower is closer)"
         q_s, q_i = float(np.abs(img_s.astype(float) - img_i.astype(float)).mean()), 0.0
-    return {
+    out = {
         "prompts": len(prompts),
         "groups": [{"anchor": prompts[p.anchor], "members": [prompts[m] for m in p.members],
-                    "min_similarity": round(g.min_similarity, 3), "shared_steps": p.shared_steps}
-                   for g, p in zip(groups, plans)],
+                    "min_similarity": round(g.min_similarity, 3), "shared_steps": p.shared_steps,
+                    "member_steps": list(p.member_steps),
+                    "x0_disagreement": [rnd.decision.forks[m].evidence.get("x0_disagreement") for m in p.members]}
+                   for g, p in zip(rnd.groups, rnd.plans)],
         "steps": plan.steps,
         "repeats": repeats,
-        "calls_shared": shared.denoiser_passes,
-        "calls_independent": indep.denoiser_passes,
-        "calls_saved": round(1 - shared.denoiser_passes / indep.denoiser_passes, 4),
+        "calls_shared": passes_s // repeats,
+        "calls_independent": passes_i // repeats,
+        "calls_saved": round(1 - passes_s / passes_i, 4),
+        "calls_fork_decision": decision // repeats,
         "wall_shared_s": round(wall_s, 3),
         "wall_independent_s": round(wall_i, 3),
         "wall_ratio": round(wall_s / wall_i, 4),
+        "pass_ratio": round(passes_s / passes_i, 4),
         "quality_shared": round(q_s, 2),
         "quality_independent": round(q_i, 2),
         "quality_metric": metric,
-        "handoff_bytes_per_round": sum(o.handoff_bytes for o in shared.outputs),
-        "calibrated": table is not None,
+        "members_sharing": shared_members,
+        "members_broken": broken,
+        "broken_rate": round(broken / (len(prompts) * repeats), 4),
+        "broken_metric": scorer.name,
+        "members_with_anchors_image": anchors_image,
+        "handoff_bytes_per_round": sum(o.handoff_bytes for o in rnd.result.outputs),
+        "calibrated": rnd.notice is None,
+        "notice": rnd.notice,
         "backbone": backbone.name,
         "settings": settings.public_dict(),
     }
+    if oracle:
+        out["calls_oracle"] = oracle_passes // repeats
+        out["calls_saved_oracle"] = round(1 - oracle_passes / passes_i, 4)
+        out["share_of_oracle_saving"] = round(out["calls_saved"] / out["calls_saved_oracle"], 4) \
+            if out["calls_saved_oracle"] > 0 else None
+    return out
 
 
 def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:

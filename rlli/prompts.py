@@ -21,8 +21,19 @@ def clean_prompt(text: str) -> str:
     return " ".join(text.split())
 
 
+def raw_limit(max_prompts: int, max_chars: int) -> int:
+    """The most characters a whole input may have before it is even read: every prompt at its limit."""
+    return max_prompts * (max_chars + 1)
+
+
 def parse_prompts(text: str, max_prompts: int, max_chars: int) -> list[str]:
-    """Prompts from text with one prompt per line; blank lines are skipped."""
+    """Prompts from text with one prompt per line; blank lines are skipped.
+
+    The raw size is checked first, before any normalisation, so a huge input costs nothing.
+    """
+    if len(str(text or "")) > raw_limit(max_prompts, max_chars):
+        raise PromptError(f"The input has {len(str(text)):,} characters; at most {raw_limit(max_prompts, max_chars):,} "
+                          f"fit in one round ({max_prompts} prompts of {max_chars}).")
     prompts = [p for p in (clean_prompt(line) for line in str(text or "").splitlines()) if p]
     if not prompts:
         raise PromptError("Enter at least one prompt, one per line.")

@@ -1,8 +1,8 @@
-"""The round orchestrator: prompts -> groups -> sharing plan -> shared generation -> report.
+"""The round orchestrator: prompts -> groups -> fork decisions -> shared generation -> report.
 
-The UI and the CLI call this layer; it ties grouping, the engine, the calibration table and the
-fidelity metric together and turns every failure the user can cause into a :class:`PromptError`
-with a clear message.
+The UI and the CLI call this layer; it runs the one round pipeline
+(:func:`rlli.policy.sharing.round_from_settings`: group -> plan -> run), scores the images, and turns
+every failure the user can cause into a :class:`PromptError` with a clear message.
 """
 
 from __future__ import annotations
@@ -13,39 +13,46 @@ import numpy as np
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
-from rlli.diffusion.calibration import load_table, plan_groups
-from rlli.diffusion.engine import Engine, Output, Request, expected_passes, independent_groups
-from rlli.grouping import group_prompts
+from rlli.diffusion.engine import Engine, Output, Request, independent_groups
+from rlli.policy.sharing import MemberFork, independent_passes, round_from_settings
 from rlli.prompts import PromptError, parse_prompts
+
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class GroupView:
+    """One group as the page shows it."""
+
+    number: int  # 1-based
+    anchor: int  # request index
+    members: list[int]
+    similarity: list[float]  # each member's similarity to the anchor, in members' order
+    member_steps: list[int]  # each member's fork step s_k, in members' order
+
+    @property
+    def prefix_steps(self) -> int:
+        return max(self.member_steps, default=0)
 
 
 @dataclass
 class RoundReport:
     prompts: list[str]
-    groups: list[dict]
+    groups: list[GroupView]
     outputs: list[Output]
+    forks: list[MemberFork]
     independent: list[Output] | None
     fidelity: list[float | None]
     fidelity_independent: list[float | None] | None
     accounting: dict
+    notice: str | None = None
     settings: dict = field(default_factory=dict)
 
-    def rows(self) -> list[list]:
-        """One row per request: prompt, group, similarity to the anchor, shared/own steps, hand-off, fidelity."""
-        sim = {m: s for g in self.groups for m, s in zip(g["member_index"], g["similarity"])}
-        out = []
-        for i, o in enumerate(self.outputs):
-            f = self.fidelity[i]
-            fi = self.fidelity_independent[i] if self.fidelity_independent else None
-            out.append([o.prompt, o.group + 1, sim.get(i), o.shared_steps, o.own_steps,
-                        round(o.handoff_bytes / 1024, 1), None if f is None else round(f, 3),
-                        None if fi is None else round(fi, 3)])
-        return out
-
-    def group_rows(self) -> list[list]:
-        """One row per group: number, anchor, size, least similarity to the anchor, shared steps."""
-        return [[g["group"], g["anchor"], len(g["members"]), min(g["similarity"]), g["shared_steps"]]
-                for g in self.groups]
+    def similarity_of(self, i: int) -> float:
+        for g in self.groups:
+            if i in g.members:
+                return g.similarity[g.members.index(i)]
+        return 1.0
 
 
 def _fidelity(images: np.ndarray, prompts: list[str], backbone_name: str) -> list[float | None]:
@@ -54,6 +61,20 @@ def _fidelity(images: np.ndarray, prompts: list[str], backbone_name: str) -> lis
 
     found = fidelity_if_probe(images, prompts) if backbone_name.startswith("tiny-t2i") else None
     return found or [None] * len(prompts)
+
+
+def check_seed(seed, n_prompts: int) -> int:
+    """The round's first seed; request i uses seed + i, so every one of them must fit in 0..2**31 - 1."""
+    try:
+        value = int(seed)
+        if value != float(seed):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise PromptError("The seed must be a whole number.") from None
+    if not 0 <= value <= MAX_SEED - (n_prompts - 1):
+        raise PromptError(f"The seed must be between 0 and {MAX_SEED - (n_prompts - 1)} for {n_prompts} prompt(s) "
+                          "(request i uses seed + i).")
+    return value
 
 
 class StudioService:
@@ -66,37 +87,32 @@ class StudioService:
     def run_round(self, text: str, seed: int = 0, compare: bool = False) -> RoundReport:
         s = self.settings
         prompts = parse_prompts(text, s.max_prompts, s.max_prompt_chars)
-        try:
-            seed = int(seed)
-        except (TypeError, ValueError):
-            raise PromptError("The seed must be a whole number.") from None
-        if not 0 <= seed < 2**31:
-            raise PromptError("The seed must be between 0 and 2147483647.")
+        seed = check_seed(seed, len(prompts))
         backbone = self.backbone()
         engine = Engine(backbone)
         plan = plan_from(s)
         requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
-        groups = group_prompts(prompts, s.group_threshold, s.text_model)
-        table = load_table(s.calibration, backbone.name, plan.scheduler)
-        plans = plan_groups(groups, plan.steps, table, s.quality_tolerance)
-        shared = engine.run(requests, plans, plan)
-        images = np.stack([o.image for o in shared.outputs])
-        fid = _fidelity(images, prompts, backbone.name)
-        accounting = {"denoiser_passes": shared.denoiser_passes,
-                      "denoiser_passes_independent": expected_passes(independent_groups(len(prompts)), plan),
-                      "wall_s": {k: round(v, 3) for k, v in shared.wall_s.items()},
-                      "handoff_bytes": sum(o.handoff_bytes for o in shared.outputs),
+        rnd = round_from_settings(s, engine, requests, plan)
+        outputs = rnd.result.outputs
+        fid = _fidelity(np.stack([o.image for o in outputs]), prompts, backbone.name)
+        accounting = {"denoiser_passes": rnd.passes,
+                      "denoiser_passes_generation": rnd.result.denoiser_passes,
+                      "denoiser_passes_fork_decision": rnd.decision.passes,
+                      "denoiser_passes_independent": independent_passes(len(prompts), plan),
+                      "wall_s": {**{k: round(v, 3) for k, v in rnd.result.wall_s.items()},
+                                 "fork_decision": round(rnd.decision.wall_s, 3), "round": round(rnd.wall_s, 3)},
+                      "handoff_bytes": sum(o.handoff_bytes for o in outputs),
                       "backbone": backbone.name, "steps": plan.steps, "scheduler": plan.scheduler,
-                      "calibrated": table is not None}
+                      "calibrated": rnd.notice is None,
+                      "anchors_image": [i for i, o in enumerate(outputs) if o.is_anchors_image]}
         indep, fid_i = None, None
         if compare:
-            res = engine.run(requests, independent_groups(len(requests)), plan)
+            res = Engine(backbone).run(requests, independent_groups(len(requests)), plan)  # pays its own encoding
             indep = res.outputs
             fid_i = _fidelity(np.stack([o.image for o in indep]), prompts, backbone.name)
             accounting["wall_independent_s"] = round(res.wall_s["total"], 3)
             accounting["denoiser_passes_independent"] = res.denoiser_passes
-        group_view = [{"group": gi + 1, "anchor": prompts[p.anchor], "members": [prompts[m] for m in p.members],
-                       "member_index": list(p.members), "similarity": [round(x, 3) for x in g.similarity],
-                       "shared_steps": p.shared_steps}
-                      for gi, (g, p) in enumerate(zip(groups, plans))]
-        return RoundReport(prompts, group_view, shared.outputs, indep, fid, fid_i, accounting, s.public_dict())
+        views = [GroupView(gi + 1, p.anchor, list(p.members), [round(x, 3) for x in g.similarity], list(p.member_steps))
+                 for gi, (g, p) in enumerate(zip(rnd.groups, rnd.plans))]
+        return RoundReport(prompts, views, outputs, rnd.decision.forks, indep, fid, fid_i, accounting, rnd.notice,
+                           s.public_dict())

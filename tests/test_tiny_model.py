@@ -52,3 +52,21 @@ def test_shipped_model_shares_exactly_for_identical_prompts(shipped, scheduler):
     solo = engine.run(reqs[:1], independent_groups(1), plan)
     for o in shared.outputs:
         assert np.abs(o.image.astype(int) - solo.outputs[0].image.astype(int)).max() <= 1
+
+
+def test_a_member_finishes_with_its_own_prompt_after_the_hand_off(shipped):
+    """With the prompt-sensitive shipped model: a member that forks after 2 of 8 steps must finish as its own
+    prompt (blue), not as the anchor's (red) - the engine tests on random weights cannot see this."""
+    from rlli.diffusion.fidelity import read_attributes
+
+    engine, plan = Engine(shipped), Plan(steps=8)
+    reqs = [Request("a red house on grass at sunset", 4), Request("a blue house on grass at sunset", 99)]
+    res = engine.run(reqs, [GroupPlan((0, 1), 0, member_steps=(8, 2))], plan)
+    anchor, member = res.outputs
+    assert member.noise_seed == 4 and member.image_source == "forked"
+    assert np.abs(anchor.image.astype(int) - member.image.astype(int)).mean() > 3
+    colours = [f["colour"] for f in read_attributes(np.stack([anchor.image, member.image]))]
+    assert colours == ["red", "blue"]
+    # and it is exactly the anchor's first two steps followed by its own six
+    alone = engine.run(reqs, [GroupPlan((0, 1), 0, 2)], plan).outputs[1]
+    assert np.abs(alone.image.astype(int) - member.image.astype(int)).max() <= 1

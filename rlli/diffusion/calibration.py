@@ -1,25 +1,49 @@
-"""The quality table Q(similarity, shared fraction) and the default sharing plan built on it.
+"""Calibration: ``python -m rlli calibrate`` builds the fork rule for the configured backbone.
 
-``python -m rlli calibrate`` measures, on the real backbone, how well a member's image matches
-its own prompt when it shares the first ``s`` of ``N`` steps with an anchor prompt of a given
-similarity, relative to unshared generation with the same seed. Prompt pairs come from the scene
-world's caption generator over the whole range, from paraphrases to unrelated scenes. The result,
-with how it was measured, is ``assets/calibration.json``; the network model reads quality from it
-and :func:`plan_groups` picks each group's shared steps from it.
+The three jobs the old module mixed now live apart:
+
+- the runtime sharing plan: :mod:`rlli.policy.sharing` (fork decisions from a :class:`ForkRule`);
+- the measurement on generation runs, fitting and held-out validation of that rule:
+  :mod:`rlli.diffusion.fork_calibration` (backbone-agnostic), with the embedded world's prompts in
+  :mod:`rlli.diffusion.tiny.calibration_prompts`;
+- the grouping-threshold sweep: :func:`rlli.grouping.threshold_sweep` on a labelled prompt set.
+
+:func:`calibrate_fork_rule` ties the measurement together. This module also keeps the earlier
+similarity quality table (:class:`QualityTable`, ``assets/calibration.json``), which the system model
+still reads for its by-variant-kind quality curves.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
-from rlli.grouping import Group
+from rlli.config import SettingsError
+from rlli.diffusion.engine import Engine, Plan
+from rlli.diffusion.fork_calibration import (
+    PairRecord,
+    ProbeScorer,
+    TwinScorer,
+    choose_operating_point,
+    fit_rule,
+    measure_pairs,
+    records_to_json,
+    validate_rule,
+)
+from rlli.diffusion.tiny.calibration_prompts import (  # noqa: F401  (re-exported: the world's prompt sets)
+    VARIANT_KINDS,
+    calibration_prompts,
+    calibration_sets,
+    light_edit,
+    prompt_variants,
+    service_round,
+    variant,
+)
 
 SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0001)
 MIN_PAIRS = 6  # a bin with fewer measured pairs stays unmeasured
@@ -83,23 +107,21 @@ class QualityTable:
         return best
 
 
-def plan_groups(groups: list[Group], steps: int, table: QualityTable | None, tolerance: float) -> list[GroupPlan]:
-    """Shared steps per group from its members' similarity to the anchor (no table: no sharing)."""
-    plans = []
-    for g in groups:
-        s = 0
-        if table is not None and len(g.members) > 1:
-            s = int(np.floor(table.max_fraction(g.min_similarity, tolerance) * steps + 1e-9))
-        plans.append(GroupPlan(members=g.members, anchor=g.anchor, shared_steps=s))
-    return plans
-
-
 def load_table(path: str | Path, backbone: str | None = None, scheduler: str | None = None) -> QualityTable | None:
-    """The table at ``path``; None (no sharing) if missing or measured on another backbone or scheduler."""
+    """The table at ``path``; None if missing or measured on another backbone or scheduler.
+
+    A file that is not such a table raises :class:`~rlli.config.SettingsError` naming it.
+    """
     p = Path(path)
     if not p.exists():
         return None
-    table = QualityTable.load(p)
+    try:
+        table = QualityTable.load(p)
+        if not isinstance(table.meta.get("measured_with", {}), dict):
+            raise TypeError("measured_with is not an object")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SettingsError(f"RLLI_CALIBRATION: {p.name} is not a quality table ({type(e).__name__}); rebuild it "
+                            "or point RLLI_CALIBRATION at a good file") from None
     measured = table.meta.get("measured_with", {})
     if backbone is not None and measured.get("backbone") not in (None, backbone):
         return None
@@ -108,201 +130,62 @@ def load_table(path: str | Path, backbone: str | None = None, scheduler: str | N
     return table
 
 
-# ----------------------------------------------------------------------------- measuring
+# ----------------------------------------------------------------------------- the fork rule
 
 
-def variant(scene, n_changes: int, rng, among: list[str] | None = None):
-    """The scene with ``n_changes`` randomly chosen attributes (of ``among``) set to other values."""
-    from dataclasses import replace
-
-    from rlli.diffusion.tiny import world
-
-    pool = [k for k in (among or world.ATTRIBUTE_NAMES) if len(world.ATTRIBUTES[k]) > 1]
-    names = list(rng.permutation(pool))[:n_changes]
-    changes = {}
-    for k in names:
-        options = [v for v in world.ATTRIBUTES[k] if v != getattr(scene, k)]
-        if k in ("warmth", "detail"):  # keep a stated look stated: neutral / normal have no words
-            options = [v for v in options if v not in ("neutral", "normal")] or options
-        changes[k] = options[rng.integers(len(options))]
-    return replace(scene, **changes)
+def scorer_for(backbone_name: str):
+    """The embedded model's attribute probe for the embedded model; similarity to the unshared twin otherwise."""
+    return ProbeScorer() if backbone_name.startswith("tiny-t2i") else TwinScorer()
 
 
-LIGHT_SUFFIXES = (", high quality", ", detailed", ", digital art", ", 4k", " please", ", simple")
+def calibrate_fork_rule(engine: Engine, plan: Plan, measured_with: dict, n_anchors: int = 140, heldout: int = 60,
+                        seed: int = 0, target_broken: float = 0.02, probe_step: int = 1, text_model: str = "",
+                        chunk: int = 16, pairs: list[PairRecord] | None = None,
+                        log: Callable[[str], None] = print) -> tuple[dict, list[dict]]:
+    """Measure ``n_anchors + heldout`` anchors x 7 variants at every s = 0..N (or reuse measured ``pairs``), fit
+    the rule on the first ``n_anchors`` at the operating point chosen on them (:func:`choose_operating_point`),
+    and validate it on the rest. Returns the rule's JSON (with its card) and the raw pairs."""
+    from rlli.policy.sharing import RULE_KIND, ForkRule
+
+    if n_anchors < 8 or heldout < 1:
+        raise ValueError("calibration needs at least 8 anchors to fit and 1 held out")
+    scorer = scorer_for(engine.backbone.name)
+    if pairs is None:
+        sets = calibration_sets(n_anchors + heldout, seed)
+        pairs = measure_pairs(engine, sets, plan, scorer, probe_step=probe_step, seed=seed, chunk=chunk,
+                              text_model=text_model, log=log)
+    fit = [r for r in pairs if r.anchor_index < n_anchors]
+    held = [r for r in pairs if r.anchor_index >= n_anchors]
+    if not fit or not held:
+        raise ValueError(f"the pairs hold no anchors to fit (< {n_anchors}) or none held out (>= {n_anchors})")
+    op = choose_operating_point(fit, plan.steps, target_broken, probe_step)
+    rule = {"kind": RULE_KIND, "version": 1,
+            **fit_rule(fit, plan.steps, op["bins"], probe_step, tolerance=op["tolerance"], budget=op["break_budget"]),
+            "measured_with": {**measured_with, "date": datetime.now(UTC).isoformat()[:19]}}
+    rule["operating_point"].update({k: op[k] for k in ("bins", "fit_captured", "fit_broken_rate")},
+                                   target_broken_rate=target_broken)
+    rule["validation"] = validate_rule(ForkRule.from_dict(rule), held, op["tolerance"], op["break_budget"])
+    rule["card"] = {
+        "data": f"{n_anchors} anchors to fit + {heldout} held-out anchors (scenes from the embedded world's held-out "
+                f"combinations, seed {seed}), each with 7 variants ({', '.join(VARIANT_KINDS)}); every variant "
+                f"generated from its anchor's seed forking at every s = 0..{plan.steps}",
+        "metric": scorer.name,
+        "evidence": f"x0 disagreement: 98th percentile of |x0(member) - x0(anchor)| on the anchor's latent after "
+                    f"{probe_step} shared step(s), conditional predictions",
+        "rule": f"{len(rule['edges'])} evidence bins at quantiles of the fitted pairs; per bin and s, relative quality "
+                "(mean score at s / at 0) and broken-attribute rate, made monotone in s and in evidence; a member "
+                f"shares the most steps whose bin quality stays >= 1 - {op['tolerance']} and broken rate <= "
+                f"{op['break_budget']}: the operating point that captures the most saving on the fitted pairs with at "
+                f"most {target_broken:.0%} of them broken",
+        "command": f"python -m rlli calibrate --anchors {n_anchors} --heldout {heldout} --seed {seed}",
+        "checked_against": "backbone, scheduler, steps, guidance scale and text model (measured_with): a mismatch "
+                           "means no sharing and a notice",
+    }
+    return rule, [dict(r) for r in records_to_json(pairs)]
 
 
-def light_edit(text: str, rng) -> str:
-    """The same request typed a little differently: an article dropped or added, or a style tag."""
-    words = text.split()
-    r = rng.random()
-    if r < 0.35 and words[0] in ("a", "an", "one"):
-        return " ".join(words[1:])
-    if r < 0.6 and "on" in words[:-1]:
-        i = words.index("on")
-        if words[i + 1] not in ("the", "a"):
-            return " ".join(words[:i + 1] + ["the"] + words[i + 1:])
-    return text + LIGHT_SUFFIXES[rng.integers(len(LIGHT_SUFFIXES))]
-
-
-def _same_words(scene, rng_state) -> str:
-    """Caption ``scene`` with the very draws (stated attributes, words, order) an earlier caption made."""
-    from rlli.diffusion.tiny import world
-
-    return world.caption(scene, copy.deepcopy(rng_state), "train")[0]
-
-
-VARIANT_KINDS = ("light edit", "rewording", "same scene, other attributes stated", "1 stated attribute changed",
-                 "2 stated attributes changed", "1 attribute changed, new words", "unrelated")
-
-
-def prompt_variants(scene, rng) -> tuple[str, list[str]]:
-    """An anchor caption and seven variants, from the same request typed differently to an unrelated one:
-    light edit, rewording (same attributes stated), the same scene with other attributes stated, one and two
-    stated attributes changed in the same words, one attribute changed in new words, an unrelated scene."""
-    from rlli.diffusion.tiny import world
-
-    state = copy.deepcopy(rng)
-    anchor, stated = world.caption(scene, rng, "train")
-    same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
-    return anchor, [
-        light_edit(anchor, rng),
-        world.caption(scene, rng, "train", mentions=same)[0],
-        world.caption(scene, rng, "train")[0],
-        _same_words(variant(scene, 1, rng, list(stated)), state),
-        _same_words(variant(scene, 2, rng, list(stated)), state),
-        world.caption(variant(scene, 1, rng), rng, "train", mentions=same)[0],
-        world.caption(world.random_scene(rng, "train"), rng, "train")[0],
-    ]
-
-
-def calibration_prompts(n_anchors: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Anchor captions of held-out scenes, each with its seven variants (:func:`prompt_variants`)."""
-    from rlli.diffusion.tiny import world
-
-    rng = np.random.default_rng(seed)
-    return [prompt_variants(world.random_scene(rng, "test"), rng) for _ in range(n_anchors)]
-
-
-def calibrate(backbone, plan: Plan, n_anchors: int = 40, shared: tuple[int, ...] | None = None,
-              seed: int = 0, log=print) -> dict:
-    from rlli.diffusion.fidelity import fidelity_batch
-    from rlli.text import embed
-
-    shared = tuple(sorted({0, plan.steps, *(s for s in (shared or (1, 2, 3, 4, 6, 8, 10, 12, 16)) if s < plan.steps)}))
-    pairs = calibration_prompts(n_anchors, seed)
-    engine = Engine(backbone)
-    # one round per shared-step value: every anchor group with all its variants as members
-    requests, groups = [], []
-    for a, (anchor, variants) in enumerate(pairs):
-        first = len(requests)
-        requests.append(Request(anchor, seed=seed * 1000 + a))
-        requests += [Request(v, seed=seed * 1000 + a) for v in variants]
-        groups.append((first, tuple(range(first, len(requests)))))
-    sims = []
-    for anchor, variants in pairs:
-        e = embed([anchor, *variants])
-        sims += list(e[1:] @ e[0])
-    member_prompts = [v for _, vs in pairs for v in vs]
-    fid = {}
-    t0 = time.time()
-    for s in shared:
-        gp = [GroupPlan(members=m, anchor=a, shared_steps=s) for a, m in groups]
-        res = engine.run(requests, gp, plan)
-        imgs = np.stack([res.outputs[i].image for i in _member_rows(groups)])
-        fid[s] = np.array([f if f is not None else np.nan for f in fidelity_batch(imgs, member_prompts)])
-        log(f"shared {s:2d}/{plan.steps}: mean fidelity {np.nanmean(fid[s]):.3f}  ({time.time() - t0:.0f} s)")
-    sims = np.array(sims)
-    edges = list(SIM_EDGES)
-    fractions = [s / plan.steps for s in shared]
-    raw, absolute, counts = [], [], []
-    base = fid[0]
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (sims >= lo) & (sims < hi) & ~np.isnan(base)
-        counts.append(int(m.sum()))
-        if m.sum() < MIN_PAIRS or np.mean(base[m]) <= 0:
-            raw.append(None)
-            absolute.append([None] * len(shared))
-            continue
-        raw.append([float(min(1.0, np.mean(fid[s][m]) / np.mean(base[m]))) for s in shared])
-        absolute.append([round(float(np.mean(fid[s][m])), 4) for s in shared])
-    quality = monotone(raw)
-    kinds = np.array([k for _ in pairs for k in VARIANT_KINDS])
-    by_kind = {}
-    for kind in VARIANT_KINDS:
-        m = (kinds == kind) & ~np.isnan(base)
-        by_kind[kind] = {"pairs": int(m.sum()), "mean_similarity": round(float(np.mean(sims[m])), 3),
-                         "quality": [round(float(np.nanmean(fid[s][m]) / max(np.nanmean(base[m]), 1e-9)), 4)
-                                     for s in shared]}
-    return {"sim_edges": edges, "fractions": fractions, "shared_steps": list(shared), "quality": quality,
-            "fidelity": absolute, "pairs_per_bin": counts, "pairs": len(member_prompts), "by_variant_kind": by_kind,
-            "pair_similarity": [round(float(x), 4) for x in sims]}
-
-
-def _member_rows(groups: list[tuple[int, tuple[int, ...]]]) -> list[int]:
-    return [i for a, m in groups for i in m if i != a]
-
-
-# ----------------------------------------------------------------------------- the grouping threshold
-
-THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-TIE = 0.005
-
-
-def service_round(rng, n: int = 16) -> list[str]:
-    """A synthetic busy-service round: 3-4 topics of 2-4 requests each (light edits of the first request,
-    rewordings, looser captions of the same scene, one-attribute variants), the rest unrelated outliers."""
-    from rlli.diffusion.tiny import world
-
-    prompts: list[str] = []
-    for _ in range(int(rng.integers(3, 5))):
-        scene = world.random_scene(rng, "train")
-        first, stated = world.caption(scene, rng, "train")
-        same = {k: k in stated for k in world.ATTRIBUTE_NAMES}
-        prompts.append(first)
-        for _ in range(int(rng.integers(1, 4))):
-            r = rng.random()
-            if r < 0.4:
-                prompts.append(light_edit(first, rng))
-            elif r < 0.65:
-                prompts.append(world.caption(scene, rng, "train", mentions=same)[0])
-            elif r < 0.8:
-                prompts.append(world.caption(scene, rng, "train")[0])
-            else:
-                prompts.append(world.caption(variant(scene, 1, rng, list(stated)), rng, "train", mentions=same)[0])
-    while len(prompts) < n:
-        prompts.append(world.caption(world.random_scene(rng, "train"), rng, "train")[0])
-    return prompts[:n]
-
-
-def tune_threshold(table: QualityTable, steps: int, tolerance: float, rounds: int = 40, seed: int = 7,
-                   thresholds: tuple[float, ...] = THRESHOLDS) -> dict:
-    """Sweep the grouping threshold over synthetic rounds; predicted savings and quality from the table.
-
-    For each threshold: group, plan with the table, then denoiser passes saved (exact) and the
-    members' predicted relative quality (table). The recommendation is the lowest threshold whose
-    savings are within ``TIE`` (half a point) of the best: equal savings, larger groups.
-    """
-    from rlli.grouping import group_by_similarity
-    from rlli.text import cosine_matrix, embed
-
-    rng = np.random.default_rng(seed)
-    sims = [cosine_matrix(embed(service_round(rng))) for _ in range(rounds)]
-    no_cfg = Plan(steps=steps, guidance_scale=1.0)  # savings are a ratio: guidance doubles both sides
-    rows = []
-    for t in thresholds:
-        saved, quality = [], []
-        for sim in sims:
-            groups = group_by_similarity(sim, t)
-            plans = plan_groups(groups, steps, table, tolerance)
-            saved.append(1 - expected_passes(plans, no_cfg) / expected_passes(independent_groups(len(sim)), no_cfg))
-            for g, p in zip(groups, plans):
-                quality += [table.quality_at(s, p.shared_steps / steps) for s in g.similarity]
-        rows.append({"threshold": t, "passes_saved": round(float(np.mean(saved)), 4),
-                     "predicted_quality": round(float(np.mean(quality)), 4)})
-    return {"rounds": rounds, "round_size": 16, "seed": seed, "sweep": rows, "recommended": recommend_threshold(rows)}
-
-
-def recommend_threshold(rows: list[dict]) -> float:
-    """The lowest threshold saving within ``TIE`` of the most passes: equal savings, larger groups."""
-    most = max(r["passes_saved"] for r in rows)
-    return min(r["threshold"] for r in rows if r["passes_saved"] >= most - TIE)
+def write_rule(rule: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rule, indent=1))
+    return path

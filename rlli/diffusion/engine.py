@@ -191,8 +191,23 @@ class _Member:
 
 
 class Engine:
+    """Runs rounds on one backbone. Prompt encodings are kept per engine (a round's fork decision and its
+    generation encode the same prompts once); make a new engine per round to bound them."""
+
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
+        self._encoded: dict[str, Conditioning] = {}
+        self._uncond: Conditioning | None = None
+
+    def encode(self, prompts: list[str]) -> tuple[Conditioning, Conditioning]:
+        """Conditioning rows for ``prompts`` (in order) and the unconditional one, each prompt encoded once."""
+        todo = sorted({p for p in prompts if p not in self._encoded})
+        if todo or self._uncond is None:
+            cond, uncond = self.backbone.encode(todo or [prompts[0]])
+            for i, p in enumerate(todo):
+                self._encoded[p] = cond_rows(cond, [i])
+            self._uncond = uncond
+        return cond_cat([self._encoded[p] for p in prompts]), self._uncond
 
     def predict_guided(self, x: torch.Tensor, t: torch.Tensor, c: Conditioning, uncond: Conditioning,
                        plan: Plan) -> torch.Tensor:
@@ -288,7 +303,7 @@ class Engine:
         wall: dict[str, float] = {}
         prompts = sorted({r.prompt for r in requests})
         row = {p: i for i, p in enumerate(prompts)}
-        cond, uncond = self.backbone.encode(prompts)
+        cond, uncond = self.encode(prompts)
         wall["encode"] = time.perf_counter() - t0
         device = cond[next(iter(cond))].device
         prefix, members = self._setup(requests, groups, plan, row, device)

@@ -72,7 +72,7 @@ def x0_disagreement(engine: Engine, requests: list[Request], groups: list[ProbeG
         raise ValueError(f"the probe step must be in 0..{plan.steps - 1}, not {probe_step}")
     prompts = sorted({requests[k].prompt for g in probed for k in g.members})
     row = {p: i for i, p in enumerate(prompts)}
-    cond, uncond = engine.backbone.encode(prompts)
+    cond, uncond = engine.encode(prompts)
     device = cond[next(iter(cond))].device
     branches = [engine.start(requests[g.anchor].seed, plan, row[requests[g.anchor].prompt], device) for g in probed]
     passes = 0

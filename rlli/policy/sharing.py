@@ -82,6 +82,8 @@ class ForkRule:
     broken: tuple[tuple[float, ...], ...]
     measured_with: dict
     meta: dict = field(default_factory=dict, compare=False)
+    tolerance: float | None = None  # the calibrated operating point (None: the caller's)
+    break_budget: float | None = None
 
     def bin_of(self, evidence: float) -> int:
         if not math.isfinite(evidence):
@@ -95,8 +97,8 @@ class ForkRule:
         return self.broken[self.bin_of(evidence)]
 
     def max_steps(self, evidence: float, tolerance: float, break_budget: float = DEFAULT_BREAK_BUDGET) -> int:
-        """Most shared steps whose predicted quality (and every fewer steps') stays within ``tolerance`` and
-        whose predicted broken-attribute rate stays within ``break_budget``."""
+        """Most shared steps whose bin's predicted quality (and every fewer steps') stays within ``tolerance``
+        and whose predicted broken-attribute rate stays within ``break_budget``."""
         q, b = self.quality_curve(evidence), self.broken_curve(evidence)
         best = 0
         for s in range(1, self.steps + 1):
@@ -118,8 +120,16 @@ class ForkRule:
             raise ValueError(f"every row needs {steps + 1} values (s = 0..{steps})")
         if list(edges) != sorted(edges) or edges[0] != 0.0:
             raise ValueError("bin edges must ascend from 0")
+        op = d.get("operating_point") or {}
+        tol, budget = op.get("tolerance"), op.get("break_budget")
         return cls(steps, int(ev["probe_step"]), float(ev["quantile"]), edges, quality, broken,
-                   dict(d["measured_with"]), d)
+                   dict(d["measured_with"]), d, None if tol is None else float(tol),
+                   None if budget is None else float(budget))
+
+    def operating(self, tolerance: float, budget: float) -> tuple[float, float]:
+        """The tolerance and budget a decision uses: the calibrated operating point, never looser than asked."""
+        return (tolerance if self.tolerance is None else min(tolerance, self.tolerance),
+                budget if self.break_budget is None else self.break_budget)
 
 
 def measured_with(backbone_name: str, plan: Plan, text_model: str) -> dict:
@@ -198,6 +208,7 @@ def decide_forks(engine: Engine, requests: list[Request], groups: list[Group], p
             for k in g.members:
                 forks[k] = _no_share(k, gi, k == g.anchor, n, {"reason": why})
         return ForkDecision(forks, 0, 0.0)  # type: ignore[arg-type]
+    tolerance, budget = rule.operating(tolerance, budget)
     probe = x0_disagreement(engine, requests, [ProbeGroup(g.members, g.anchor) for g in groups], plan,
                             probe_step=rule.probe_step, quantile=rule.quantile)
     for gi, g in enumerate(groups):

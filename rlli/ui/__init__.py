@@ -18,7 +18,8 @@ def build_demo(settings: Settings | None = None) -> gr.Blocks:
     from rlli.ui import round_tab
 
     service = StudioService(settings or Settings())
-    with gr.Blocks(title="RLLI Studio") as demo:
+    # generated images are written to Gradio's cache folder: files older than an hour are removed every 10 minutes
+    with gr.Blocks(title="RLLI Studio", delete_cache=(600, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Shared round"):
             round_tab.build(service)

@@ -1,13 +1,20 @@
-"""The "Shared round" tab: paste prompts, watch them grouped, shared and generated."""
+"""The "Shared round" tab: paste prompts, watch them grouped, forked and generated.
+
+Besides the tables and galleries it draws the round's *sharing tree* (:func:`sharing_tree`): per group,
+the anchor's trunk over the steps and each member branching off at its own fork step s_k.
+"""
 
 from __future__ import annotations
 
 import html
 
 import gradio as gr
+import plotly.graph_objects as go
 
+from rlli.config import SettingsError
+from rlli.diffusion.engine import IMAGE_ANCHORS
 from rlli.prompts import PromptError
-from rlli.service import StudioService
+from rlli.service import RoundReport, StudioService
 
 EXAMPLE = "\n".join([
     "a red house on grass at sunset",
@@ -19,28 +26,152 @@ EXAMPLE = "\n".join([
     "a purple mountain in the desert at dusk",
 ])
 
-ROW_HEADERS = ["prompt", "group", "similarity to anchor", "shared steps", "own steps", "hand-off KiB",
-               "fidelity", "fidelity (independent)"]
-GROUP_HEADERS = ["group", "anchor (medoid)", "members", "least similarity", "shared steps"]
+ROW_HEADERS = ["prompt", "group", "anchor", "similarity to anchor", "x0 disagreement", "may share", "shared steps",
+               "own steps", "noise from seed", "image", "hand-off KiB", "fidelity", "fidelity (independent)"]
+GROUP_HEADERS = ["group", "anchor (medoid)", "members", "least similarity", "prefix steps", "fork steps"]
+TRUNK = "#444444"
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+NO_RESULT = (None, None, None, None, None)
 
 
-def _summary(report) -> str:
+# ----------------------------------------------------------------------------- what the page shows
+
+
+def group_rows(report: RoundReport) -> list[list]:
+    return [[g.number, report.prompts[g.anchor], len(g.members), min(g.similarity), g.prefix_steps,
+             ", ".join(str(s) for s in g.member_steps)] for g in report.groups]
+
+
+def request_rows(report: RoundReport) -> list[list]:
+    rows = []
+    for i, o in enumerate(report.outputs):
+        f = report.forks[i]
+        fid = report.fidelity[i]
+        fi = report.fidelity_independent[i] if report.fidelity_independent else None
+        image = {"own": "own", "forked": "forked from the anchor"}.get(o.image_source, "THE ANCHOR'S IMAGE")
+        rows.append([o.prompt, o.group + 1, "yes" if o.anchor_index == i else report.prompts[o.anchor_index],
+                     report.similarity_of(i), f.evidence.get("x0_disagreement"), f.max_shared_steps, o.shared_steps,
+                     o.own_steps, o.noise_seed, image, round(o.handoff_bytes / 1024, 1),
+                     None if fid is None else round(fid, 3), None if fi is None else round(fi, 3)])
+    return rows
+
+
+def summary(report: RoundReport) -> str:
     a = report.accounting
-    lines = [f"**{len(report.prompts)} prompts -> {len(report.groups)} groups** on `{html.escape(a['backbone'])}`, "
-             f"{a['steps']} steps ({a['scheduler']})",
-             f"- denoiser passes: **{a['denoiser_passes']}** shared vs {a['denoiser_passes_independent']} "
-             f"independent ({100 * (1 - a['denoiser_passes'] / a['denoiser_passes_independent']):.0f}% fewer)",
-             f"- wall time: {a['wall_s']['total']:.2f} s (shared phase {a['wall_s']['shared']:.2f} s, "
-             f"own steps {a['wall_s']['branches']:.2f} s)"
+    e = html.escape
+    saved = 1 - a["denoiser_passes"] / a["denoiser_passes_independent"]
+    lines = [f"**{len(report.prompts)} prompts -> {len(report.groups)} groups** on `{e(a['backbone'])}`, "
+             f"{a['steps']} steps ({e(a['scheduler'])})",
+             f"- denoiser passes: **{a['denoiser_passes']}** ({a['denoiser_passes_generation']} generating + "
+             f"{a['denoiser_passes_fork_decision']} for the fork decision) vs {a['denoiser_passes_independent']} "
+             f"independent ({100 * saved:.0f}% fewer)",
+             f"- wall time: {a['wall_s']['round']:.2f} s (fork decision {a['wall_s']['fork_decision']:.2f} s, "
+             f"shared prefixes {a['wall_s']['shared']:.2f} s, own steps {a['wall_s']['branches']:.2f} s)"
              + (f"; independent {a['wall_independent_s']:.2f} s" if "wall_independent_s" in a else ""),
              f"- hand-off payload: {a['handoff_bytes'] / 1024:.1f} KiB in all"]
-    if not a.get("calibrated"):
-        lines.append("- no calibration table for this backbone and scheduler: groups share no steps "
-                     "(run `python -m rlli calibrate`)")
+    if report.notice:
+        lines.append(f"- **Nothing is shared:** {e(report.notice)}")
+    for i in a.get("anchors_image", []):
+        lines.append(f"- **\"{e(report.prompts[i])}\" received the anchor's image** (it shared every step with "
+                     f"\"{e(report.prompts[report.outputs[i].anchor_index])}\")")
     fid = [f for f in report.fidelity if f is not None]
     if fid:
         lines.append(f"- mean fidelity (share of stated attributes the probe finds): {sum(fid) / len(fid):.3f}")
     return "\n".join(lines)
+
+
+def _hover(report: RoundReport, k: int) -> str:
+    o, f = report.outputs[k], report.forks[k]
+    ev = f.evidence
+    fid = report.fidelity[k]
+    parts = [f"<b>{html.escape(o.prompt)}</b>",
+             f"group {o.group + 1}{' (anchor)' if f.is_anchor else ''}",
+             f"similarity to anchor: {report.similarity_of(k):.3f}",
+             f"forks at step {o.shared_steps} of {o.shared_steps + o.own_steps} (may share {f.max_shared_steps})",
+             f"noise from seed {o.noise_seed}; image: {html.escape(o.image_source)}"]
+    if "x0_disagreement" in ev:
+        parts.append(f"x0 disagreement after {ev['probe_step']} shared step(s): {ev['x0_disagreement']:.3f}")
+    elif "reason" in ev:
+        parts.append(html.escape(str(ev["reason"])[:160]))
+    if fid is not None:
+        parts.append(f"fidelity: {fid:.2f}")
+    return "<br>".join(parts)
+
+
+def sharing_tree(report: RoundReport) -> go.Figure:
+    """Groups stacked top to bottom, one lane per member, x = denoising step: the grey trunk is the group's
+    shared prefix; each member leaves it at its fork step (dotted: its own seed, no sharing)."""
+    fig = go.Figure()
+    n = report.accounting["steps"]
+    y, ticks, labels = 0.0, [], []
+    for g in report.groups:
+        colour = COLOURS[(g.number - 1) % len(COLOURS)]
+        prefix = g.prefix_steps
+        if prefix > 0:
+            fig.add_trace(go.Scatter(x=[0, prefix], y=[y, y], mode="lines", line=dict(color=TRUNK, width=7),
+                                     hoverinfo="text", showlegend=False,
+                                     hovertext=f"group {g.number}: shared prefix of {prefix} steps on the anchor's "
+                                               "prompt and seed"))
+        lanes = [g.anchor] + [k for k in g.members if k != g.anchor]
+        for lane, k in enumerate(lanes):
+            o = report.outputs[k]
+            ly = y - 0.6 * lane
+            if o.shared_steps == 0 and (k != g.anchor or prefix == 0):
+                xs, ys, dash = [0, n], [ly, ly], "dot"
+            else:
+                xs, ys, dash = [o.shared_steps, min(o.shared_steps + 1, n), n], [y, ly, ly], "solid"
+            warn = o.image_source == IMAGE_ANCHORS
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines+markers", hoverinfo="text", hovertext=_hover(report, k), showlegend=False,
+                line=dict(color="#d62728" if warn else colour, width=3, dash=dash),
+                marker=dict(size=[0] * (len(xs) - 1) + [11], symbol="x" if warn else "circle")))
+            ticks.append(ly)
+            short = o.prompt if len(o.prompt) <= 38 else o.prompt[:36] + "..."
+            labels.append(html.escape(f"g{g.number}{'*' if k == g.anchor else ''} {short}"))
+        y -= 0.6 * len(lanes) + 0.8
+    fig.update_layout(
+        title="Sharing tree: grey trunk = shared prefix; each member forks at its own step "
+              "(* anchor, dotted = own seed, red x = the anchor's image)",
+        xaxis=dict(title="denoising step", range=[-0.5, n + 0.5]),
+        yaxis=dict(tickvals=ticks, ticktext=labels, showgrid=False, zeroline=False),
+        height=max(260, 34 * len(ticks) + 30 * len(report.groups) + 120), margin=dict(l=10, r=10, t=50, b=40),
+        hovermode="closest", template="plotly_white", font=dict(size=11))
+    return fig
+
+
+def captions(report: RoundReport) -> list[str]:
+    out = []
+    for o in report.outputs:
+        if o.image_source == IMAGE_ANCHORS:
+            out.append(f"g{o.group + 1} THE ANCHOR'S IMAGE (shared all {o.shared_steps} steps): {o.prompt}")
+        elif o.shared_steps:
+            out.append(f"g{o.group + 1} shared {o.shared_steps} steps, noise of seed {o.noise_seed}: {o.prompt}")
+        else:
+            out.append(f"g{o.group + 1} own steps, seed {o.noise_seed}: {o.prompt}")
+    return out
+
+
+# ----------------------------------------------------------------------------- the tab
+
+
+def _refuse(message: str) -> tuple:
+    gr.Warning(html.escape(message))
+    return (f"**Cannot run this round:** {html.escape(message)}", *NO_RESULT)
+
+
+def on_run(service: StudioService, text, seed_value, compare_value) -> tuple:
+    try:
+        report = service.run_round(text, seed_value if seed_value is not None else 0, bool(compare_value))
+    except PromptError as e:
+        return _refuse(str(e))
+    except SettingsError as e:
+        return _refuse(f"a setting does not work here: {e}")
+    except FileNotFoundError:  # never show the server's paths
+        return _refuse("the model's weights are not installed on this server (see the README's set-up)")
+    gal = list(zip([o.image for o in report.outputs], captions(report)))
+    twins = [(o.image, f"independent, own seed {o.seed}: {o.prompt}") for o in report.independent] \
+        if report.independent else None
+    return summary(report), group_rows(report), request_rows(report), sharing_tree(report), gal, twins
 
 
 def build(service: StudioService) -> None:
@@ -53,26 +184,18 @@ def build(service: StudioService) -> None:
                 compare = gr.Checkbox(label="Also generate each prompt independently", value=True)
             run = gr.Button("Generate", variant="primary")
         with gr.Column(scale=3):
-            summary = gr.Markdown("Press **Generate** to group the prompts and run a shared round.")
+            summary_md = gr.Markdown("Press **Generate** to group the prompts and run a shared round.")
             groups = gr.Dataframe(headers=GROUP_HEADERS, label="Groups", interactive=False, wrap=True)
+    tree = gr.Plot(label="Sharing tree")
     table = gr.Dataframe(headers=ROW_HEADERS, label="Requests", interactive=False, wrap=True)
     with gr.Row():
-        shared = gr.Gallery(label="Shared generation", columns=4, height="auto", object_fit="contain")
-        independent = gr.Gallery(label="Independent twins (same seeds)", columns=4, height="auto",
-                                 object_fit="contain")
+        shared = gr.Gallery(label="Shared generation (members that shared steps start from the anchor's noise)",
+                            columns=4, height="auto", object_fit="contain")
+        independent = gr.Gallery(label="Independent twins (each from its own seed, no sharing)", columns=4,
+                                 height="auto", object_fit="contain")
 
-    def on_run(text, seed_value, compare_value):
-        try:
-            report = service.run_round(text, seed_value if seed_value is not None else 0, bool(compare_value))
-        except PromptError as e:
-            gr.Warning(str(e))
-            return f"**Cannot run this round:** {html.escape(str(e))}", None, None, None, None
-        except FileNotFoundError as e:
-            return f"**The model is not available:** {html.escape(str(e))}", None, None, None, None
-        cap = [f"g{o.group + 1} s={o.shared_steps}: {o.prompt}" for o in report.outputs]
-        gal = [(o.image, c) for o, c in zip(report.outputs, cap)]
-        twins = [(o.image, o.prompt) for o in report.independent] if report.independent else None
-        return _summary(report), report.group_rows(), report.rows(), gal, twins
+    def run_it(text, seed_value, compare_value):
+        return on_run(service, text, seed_value, compare_value)
 
-    run.click(on_run, [prompts, seed, compare], [summary, groups, table, shared, independent],
+    run.click(run_it, [prompts, seed, compare], [summary_md, groups, table, tree, shared, independent],
               concurrency_limit=1, api_name="generate")
