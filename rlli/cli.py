@@ -11,7 +11,6 @@ import importlib
 import json
 import sys
 from dataclasses import dataclass
-from datetime import UTC
 
 from rlli.config import Settings
 
@@ -48,6 +47,28 @@ def _group(args) -> int:
     return 0
 
 
+def _print_sharing(r: dict) -> None:
+    print(f"{r['prompts']} prompts, {len(r['groups'])} groups, {r['steps']} steps, {r['repeats']} rounds, "
+          f"backbone {r['backbone']}")
+    if r.get("notice"):
+        print(f"NOTICE: {r['notice']}")
+    for g in r["groups"]:
+        print(f"  prefix {g['shared_steps']:2d}  fork steps {g['member_steps']}  {len(g['members'])} x {g['anchor']}")
+    print(f"denoiser passes per round: shared {r['calls_shared']} (fork decision {r['calls_fork_decision']})  "
+          f"independent {r['calls_independent']}  ({100 * r['calls_saved']:.1f}% fewer)")
+    if "calls_saved_oracle" in r:
+        share = r["share_of_oracle_saving"]
+        print(f"oracle per-member plan:    {r['calls_oracle']} passes ({100 * r['calls_saved_oracle']:.1f}% fewer); "
+              f"the fork rule reaches {'-' if share is None else f'{100 * share:.0f}%'} of that saving")
+    print(f"wall seconds:    shared {r['wall_shared_s']:.2f}  independent {r['wall_independent_s']:.2f}  "
+          f"ratio {r['wall_ratio']:.3f} (pass ratio {r['pass_ratio']:.3f})")
+    print(f"quality:         shared {r['quality_shared']:.2f}  independent {r['quality_independent']:.2f}  "
+          f"[{r['quality_metric']}]")
+    print(f"broken by sharing: {r['members_broken']} of {r['prompts'] * r['repeats']} members "
+          f"({100 * r['broken_rate']:.1f}%; {r['members_sharing']} shared steps; "
+          f"{r['members_with_anchors_image']} got the anchor's image) [{r['broken_metric']}]")
+
+
 def _bench(args) -> int:
     from rlli import bench
 
@@ -55,29 +76,15 @@ def _bench(args) -> int:
     if args.what == "sharing":
         prompts = None
         if args.prompts:
-            from rlli.prompts import PromptError, parse_prompts
+            from rlli.prompts import parse_prompts
 
-            try:
-                with open(args.prompts, encoding="utf-8") as f:
-                    prompts = parse_prompts(f.read(), max_prompts=256, max_chars=s.max_prompt_chars)
-            except (OSError, PromptError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-        r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats)
+            with open(args.prompts, encoding="utf-8") as f:
+                prompts = parse_prompts(f.read(), max_prompts=256, max_chars=s.max_prompt_chars)
+        r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats, oracle=args.oracle)
         if args.json:
             print(json.dumps(r, indent=2))
-            return 0
-        print(f"{r['prompts']} prompts, {len(r['groups'])} groups, {r['steps']} steps, {r['repeats']} rounds, "
-              f"backbone {r['backbone']}")
-        for g in r["groups"]:
-            print(f"  shared {g['shared_steps']:2d}  min sim {g['min_similarity']:.2f}  {len(g['members'])} x "
-                  f"{g['anchor']}")
-        print(f"denoiser passes per round: shared {r['calls_shared']}  independent {r['calls_independent']}  "
-              f"({100 * r['calls_saved']:.1f}% fewer)")
-        print(f"wall seconds:    shared {r['wall_shared_s']:.2f}  independent {r['wall_independent_s']:.2f}  "
-              f"ratio {r['wall_ratio']:.3f}")
-        print(f"quality:         shared {r['quality_shared']:.2f}  independent {r['quality_independent']:.2f}  "
-              f"[{r['quality_metric']}]")
+        else:
+            _print_sharing(r)
         return 0
     r = bench.bench_model(s, seeds=args.seeds)
     if args.json:
@@ -92,52 +99,71 @@ def _bench(args) -> int:
     return 0
 
 
+def _calibrate_grouping(args, s: Settings) -> int:
+    from pathlib import Path
+
+    from rlli.grouping import load_labelled, threshold_sweep
+
+    sets = load_labelled()
+    r = threshold_sweep(sets, s.text_model)
+    out = Path(args.grouping_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1))
+    for name, rows in r["sweeps"].items():
+        print(f"{name}:")
+        for row in rows:
+            print(f"  {row['linkage']:8s} t={row['threshold']:.2f}  P {row['precision']:.3f}  R {row['recall']:.3f}  "
+                  f"F1 {row['f1']:.3f}  groups {row['groups']}")
+    best = r["recommended"]
+    print(f"recommended: {best['linkage']} linkage, threshold {best['threshold']} (mean F1 {best['mean_f1']:.3f})")
+    print(f"wrote {out}")
+    return 0
+
+
 def _calibrate(args) -> int:
-    from datetime import datetime
     from pathlib import Path
 
     from rlli.diffusion import get_backbone, plan_from
-    from rlli.diffusion.calibration import calibrate
+    from rlli.diffusion.calibration import calibrate_fork_rule, write_rule
+    from rlli.diffusion.engine import Engine
+    from rlli.policy.sharing import break_budget, fork_rule_path, measured_with
 
     s = _settings(args)
+    if args.grouping:
+        return _calibrate_grouping(args, s)
     plan = plan_from(s)
     backbone = get_backbone(s)
-    table = calibrate(backbone, plan, n_anchors=args.anchors, seed=args.seed, log=lambda m: print(m, flush=True))
-    table["how"] = (
-        f"python -m rlli calibrate --anchors {args.anchors} --seed {args.seed}: {args.anchors} held-out anchor "
-        "captions, each with 7 variants (a light edit, a rewording stating the same attributes, the same scene "
-        "stating others, 1 and 2 stated attributes changed in the same words, 1 attribute changed in new words, "
-        "an unrelated scene); each variant shares the first s steps with its anchor (all with the anchor's seed) "
-        "and finishes with its own prompt; "
-        "quality = mean fidelity of the variants in a similarity bin at s / mean fidelity at s = 0 (capped at 1), "
-        "then made monotone (isotonic regression along s, running maximum across similarity bins); bins with "
-        "under 6 pairs stay unmeasured."
-    )
-    table["measured_with"] = {"backbone": backbone.name, "steps": plan.steps, "guidance_scale": plan.guidance_scale,
-                              "scheduler": plan.scheduler, "date": datetime.now(UTC).isoformat()[:19]}
-    from rlli.diffusion.calibration import QualityTable, tune_threshold
+    pairs = None
+    if args.from_pairs:
+        from rlli.diffusion.fork_calibration import records_from_json
 
-    qt = QualityTable(table["sim_edges"], table["fractions"], table["quality"], table)
-    table["threshold"] = tune_threshold(qt, plan.steps, s.quality_tolerance)
-    table["threshold"]["how"] = (
-        "tune_threshold: 40 synthetic 16-prompt rounds (3-4 topics of light edits, rewordings, looser captions and "
-        "one-attribute variants, plus outliers); per threshold, group + plan with this table; recommended = "
-        "the lowest threshold saving within half a point of the most denoiser passes (the plan keeps every "
-        "group within the quality tolerance).")
-    out = Path(args.out) if args.out else s.calibration
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(table, indent=1))
+        try:
+            pairs = records_from_json(json.loads(Path(args.from_pairs).read_text(encoding="utf-8"))["pairs"])
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"error: {Path(args.from_pairs).name} is not a pairs file from `calibrate --pairs-out` "
+                  f"({type(e).__name__})", file=sys.stderr)
+            return 2
+    rule, pairs = calibrate_fork_rule(
+        Engine(backbone), plan, measured_with(backbone.name, plan, s.text_model), n_anchors=args.anchors,
+        heldout=args.heldout, seed=args.seed, target_broken=break_budget(s), probe_step=args.probe_step,
+        text_model=s.text_model, chunk=args.chunk, pairs=pairs, log=lambda m: print(m, flush=True))
+    out = write_rule(rule, args.out or fork_rule_path(s))
     print(f"wrote {out}")
-    for row in table["threshold"]["sweep"]:
-        print(f"threshold {row['threshold']:.2f}: passes saved {100 * row['passes_saved']:5.1f}%  "
-              f"predicted quality {row['predicted_quality']:.3f}")
-    print(f"recommended grouping threshold: {table['threshold']['recommended']}")
-    for lo, hi, row, n in zip(table["sim_edges"], table["sim_edges"][1:], table["quality"], table["pairs_per_bin"]):
-        cells = " ".join("  -  " if q is None else f"{q:.2f} " for q in row)
-        print(f"sim [{lo:5.2f},{hi:5.2f}) n={n:3d}: {cells}")
-    for kind, row in table["by_variant_kind"].items():
-        cells = " ".join(f"{q:.2f} " for q in row["quality"])
-        print(f"{kind:>36s} (sim {row['mean_similarity']:.2f}): {cells}")
+    op = rule["operating_point"]
+    print(f"operating point (chosen on the fitted anchors): {op['bins']} bins, tolerance {op['tolerance']}, per-bin "
+          f"break budget {op['break_budget']}; fitted pairs: {100 * op['fit_captured']:.0f}% of the best saving, "
+          f"{100 * op['fit_broken_rate']:.1f}% broken")
+    if args.pairs_out:
+        write_rule({"pairs": pairs}, args.pairs_out)
+        print(f"wrote {args.pairs_out}")
+    v = rule["validation"]
+    print(f"held out: {v['pairs']} pairs from {v['anchors']} anchors; shares {v['shared_steps_mean']:.2f} steps on "
+          f"average (best per pair {v['best_steps_mean']:.2f}; {100 * v['saving_captured']:.0f}% captured)")
+    print(f"broken attributes: {100 * v['broken_rate']:.1f}% of members ({100 * v['broken_rate_when_sharing']:.1f}% "
+          f"of those sharing); over-shared {100 * v['over_shared_rate']:.1f}%; AUC {v['auc_half_or_more']}")
+    for kind, row in v["by_kind"].items():
+        print(f"  {kind:>36s}: evidence {row['mean_evidence']:.3f}  shares {row['mean_shared']:5.2f} "
+              f"(best {row['mean_best']:5.2f})  broken {100 * row['broken_rate']:.1f}%")
     return 0
 
 
@@ -240,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--repeats", type=positive_int, default=4, help="rounds with fresh seeds (default 4)")
     bs.add_argument("--group-threshold", type=unit_float, default=None)
+    bs.add_argument("--oracle", action="store_true",
+                    help="also try every member's s_k on the backbone: the best saving any per-member plan reaches")
     _add_backbone_flags(bs)
     bs.add_argument("--json", action="store_true")
     bs.set_defaults(func=_bench)
@@ -250,11 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--json", action="store_true")
     bm.set_defaults(func=_bench)
 
-    c = sub.add_parser("calibrate", help="measure the quality table Q(similarity, shared fraction)")
-    c.add_argument("--anchors", type=positive_int, default=40)
+    c = sub.add_parser("calibrate", help="build the fork rule for the configured backbone (or, with --grouping, "
+                                         "sweep the grouping threshold)")
+    c.add_argument("--anchors", type=positive_int, default=140, help="anchors the rule is fitted on (default 140)")
+    c.add_argument("--heldout", type=positive_int, default=60, help="anchors it is validated on (default 60)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--from-pairs", default="", help="refit from pairs an earlier run wrote with --pairs-out "
+                                                    "(no generation)")
+    c.add_argument("--probe-step", type=int, choices=range(0, 4), default=1,
+                   help="shared steps before the probe reads x0 (default 1)")
+    c.add_argument("--chunk", type=positive_int, default=16, help="anchors per engine call (default 16)")
     _add_backbone_flags(c)
-    c.add_argument("--out", default="", help="default: assets/calibration.json")
+    c.add_argument("--out", default="", help="the rule file (default: RLLI_FORK_RULE, assets/fork/rule.json)")
+    c.add_argument("--pairs-out", default="", help="also write every measured pair here (JSON)")
+    c.add_argument("--grouping", action="store_true",
+                   help="instead: pairwise precision/recall/F1 of grouping per threshold and linkage on the labelled "
+                        "prompt set (assets/bench/grouping_labelled.json)")
+    c.add_argument("--grouping-out", default="docs/figures/grouping_sweep.json")
     c.set_defaults(func=_calibrate)
 
     tr = sub.add_parser("train", help="train a shipped model from scratch")
