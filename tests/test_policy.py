@@ -8,15 +8,15 @@ import torch
 
 from rlli.config import ASSETS, Settings
 from rlli.grouping import Group
-from rlli.network.allocation import evaluate
+from rlli.network.allocation import action_dim, evaluate
 from rlli.network.params import SystemParams
-from rlli.network.state import encode, kind_curves, sample_states
+from rlli.network.state import encode, kind_curves, obs_dim, sample_states
 from rlli.personas.judge import BigFive
 from rlli.policy.api import POLICY_NAMES, Notice, allocate_round, build_round_state, compare, load_policy
 from rlli.policy.baselines import BASELINES, greedy_steps
 from rlli.policy.checkpoint import CheckpointError, load_actor, save_actor
 from rlli.policy.forks import MemberFork, forks_from_calibration
-from rlli.policy.train import VALIDATION_SEED, Args, act, base_action, train
+from rlli.policy.train import VALIDATION_SEED, Args, act, base_action, make_actor, train
 
 P = SystemParams()
 
@@ -61,6 +61,10 @@ def test_tiny_training_run_beats_random(tiny_runs, algo):
                         kind_curves(ASSETS / "calibration.json", P3.steps))
     random_reward = evaluate(val, BASELINES["random"](val, P3, np.random.default_rng(0)), P3).reward.mean()
     assert result["reward"] > random_reward + 0.15
+    torch.manual_seed(0)  # the same initial weights as the run: what training added
+    untrained = make_actor(Args(algo=algo, hidden=64), obs_dim(P3.k_max), action_dim(P3.k_max))
+    before = evaluate(val, act(untrained, encode(val, P3), seed=VALIDATION_SEED), P3).reward.mean()
+    assert result["reward"] > before + 0.2
     rows = (folder / "curve.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,rounds,wall_s,reward") and len(rows) == 3
     assert float(rows[-1].split(",")[3]) == pytest.approx(result["reward"], abs=1e-3)
@@ -189,3 +193,32 @@ def test_allocate_round_carries_the_allocation_and_its_references():
     d = rep.as_dict()
     assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "notice"}
     json.dumps(d)
+
+
+def test_a_service_round_runs_the_policys_shared_steps_and_reports_them():
+    """prompts -> groups -> fork decisions -> policy allocation -> the engine runs exactly those steps;
+    the report carries each user's allocation and the no-sharing and equal-split references."""
+    from rlli.diffusion import get_backbone
+    from rlli.diffusion.engine import Engine, Plan, Request
+    from rlli.grouping import group_prompts
+    from rlli.policy.sharing import member_plan
+
+    prompts = ["a red boat on water at sunset", "a red boat on the water at sunset", "two green trees on grass",
+               "a blue car on a street at night"]
+    s = Settings(policy="equal", steps=8)  # shares round(8 / 3) = 3 steps, not the fork decision's maximum
+    groups = group_prompts(prompts, 0.6, s.text_model)
+    forks = forks_from_calibration(groups, s.steps, ASSETS / "calibration.json")
+    backbone = get_backbone(s)
+    plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
+    payload = int(np.prod(backbone.latent_shape)) * 4
+    rep = allocate_round(groups, forks, [BigFive()] * len(prompts), s, seed=1, payload_bytes=payload)
+    choice = {k: v for k, v in rep.allocation.shared_steps().items() if not forks[k].is_anchor}
+    result = Engine(backbone).run([Request(p, seed=i) for i, p in enumerate(prompts)],
+                                  member_plan(groups, forks, choice), plan)
+    assert [o.shared_steps for o in result.outputs] == [u.shared_steps for u in rep.allocation.users]
+    assert rep.allocation.policy == "equal"
+    assert [u.shared_steps for u in rep.allocation.users] == [3, 3, 0, 0]  # the two boats share 3 of 8 steps
+    for o, u in zip(result.outputs, rep.allocation.users):
+        if u.shared_steps > 0:
+            assert o.handoff_bytes == payload and u.delay_tx_s > 0 and u.bandwidth_hz > 0
+    assert rep.energy_saved_j == pytest.approx(rep.no_sharing.energy_j - rep.allocation.energy_j)

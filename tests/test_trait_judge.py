@@ -82,3 +82,15 @@ def test_look_features():
     assert look_from_text("") == (0.5, 0.5)
     assert look_from_text("a bright red and yellow boat on a sunny day")[0] > look_from_text("a house at night")[0]
     assert look_from_text("a sunny day")[1] > look_from_text("a dark night in the rain")[1]
+
+
+def test_utilities_follow_the_documented_formulas():
+    from rlli.personas.trait_judge import utilities
+
+    careful = np.array(BigFive(conscientiousness=1.0).as_tuple())
+    careless = np.array(BigFive(conscientiousness=0.0).as_tuple())
+    assert utilities(careless, 0.8, 0.0)[0] == pytest.approx(0.6)
+    assert utilities(careful, 0.8, 0.0)[0] == pytest.approx(0.6**3)
+    avg = np.array(AVERAGE.as_tuple())  # patience 10 s x (1.25 + 0.25 - 0.375) = 11.25 s
+    assert utilities(avg, 1.0, 11.25)[1] == pytest.approx(np.exp(-1.0))
+    assert utilities(avg, 1.0, 0.0, np.array([0.5, 0.5]))[2] == pytest.approx(1.0)

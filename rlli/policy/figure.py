@@ -63,7 +63,7 @@ def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], r
     el.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">training rounds</text>')
     el.append(f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" text-anchor="middle">'
               'validation reward (total QoE - price x energy)</text>')
-    legend_y = top + 10
+    legend_y = top + ph - 130  # legend in the lower right, clear of the reference labels
     for name, value in references.items():
         el.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(value):.1f}" y2="{py(value):.1f}" stroke="#555" '
                   'stroke-dasharray="5,4"/>')
