@@ -207,6 +207,15 @@ def test_concurrency_is_bounded(endpoint):
     pairs = [(find_preset("balanced"), Delivery(f"a red car {i}", "an image", 1.0, 1.0)) for i in range(6)]
     ratings = judge.rate_many(pairs)
     assert [r.score for r in ratings] == [5] * 6 and peak[0] == 2
+    # callers on their own threads (the app's request threads) share the same bound
+    peak[0] = 0
+    more = [(find_preset("critical"), Delivery(f"a blue car {i}", "an image", 1.0, 1.0)) for i in range(6)]
+    threads = [threading.Thread(target=judge.rate, args=pd) for pd in more]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 2
 
 
 def test_the_key_is_never_in_the_settings_dump():

@@ -184,8 +184,13 @@ def _cases(settings: Settings, personas_arg: str, seed: int):
 
     personas = [find_preset(n) for n in personas_arg.split(",") if n.strip()]
     report = StudioService(settings).run_round("\n".join(PROMPTS), seed)
-    deliveries = [make_delivery(o.prompt, np.asarray(o.image), quality=1.0, delay_s=3.0) for o in report.outputs]
-    return [Case(p, d) for p in personas for d in deliveries]
+    images = [np.asarray(o.image) for o in report.outputs]
+    # each prompt twice: with its own image (a good delivery) and with the next prompt's image, at low
+    # quality after a long wait (a bad one), so that a judge has room to move in both directions
+    good = [make_delivery(p, im, quality=1.0, delay_s=3.0) for p, im in zip(report.prompts, images)]
+    bad = [make_delivery(p, images[(i + 1) % len(images)], quality=0.4, delay_s=30.0)
+           for i, p in enumerate(report.prompts)]
+    return [Case(p, d) for p in personas for d in good + bad]
 
 
 def _bench_injection(args) -> int:
@@ -242,12 +247,17 @@ def _bench_judge(args) -> int:
     again = [judge.rate(c.persona, c.delivery) for c in cases]
     warm = time.perf_counter() - t
     lat = [r.latency_s for r in first]
+    half = len(cases) // 2 // max(1, len({c.persona.name for c in cases}))
+    good = [r.score for i, r in enumerate(first) if (i % (2 * half)) < half and r.score is not None]
+    bad = [r.score for i, r in enumerate(first) if (i % (2 * half)) >= half and r.score is not None]
     r = {"ratings": len(cases), "model": judge.model, "endpoint_embedded": judge.client().endpoint.embedded,
          "llm_threads": s.llm_threads, "valid_rate": sum(x.status == "ok" for x in first) / len(first),
          "latency_mean_s": round(statistics.mean(lat), 4), "latency_median_s": round(statistics.median(lat), 4),
          "latency_max_s": round(max(lat), 4), "uncached_total_s": round(cold, 4), "cached_total_s": round(warm, 6),
          "cache_speedup": round(cold / warm, 1) if warm > 0 else None,
          "cached_same_scores": [a.score for a in first] == [b.score for b in again],
+         "mean_score_good": round(statistics.mean(good), 3) if good else None,
+         "mean_score_bad": round(statistics.mean(bad), 3) if bad else None,
          "score_counts": {str(k): sum(x.score == k for x in first) for k in range(1, 11) if any(x.score == k for x in first)}}
     if args.json:
         print(json.dumps(r, indent=1))
@@ -258,7 +268,8 @@ def _bench_judge(args) -> int:
           f"max {r['latency_max_s']:.2f} s   valid {100 * r['valid_rate']:.0f}%")
     print(f"same ratings again: {r['cached_total_s']:.4f} s from the cache vs {r['uncached_total_s']:.2f} s "
           f"(x{r['cache_speedup']}), same scores: {r['cached_same_scores']}")
-    print(f"scores: {r['score_counts']}")
+    print(f"scores: {r['score_counts']}; mean for the matching image {r['mean_score_good']}, "
+          f"for a wrong image at quality 0.4 after 30 s {r['mean_score_bad']}")
     return 0
 
 
