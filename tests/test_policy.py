@@ -222,3 +222,63 @@ def test_a_service_round_runs_the_policys_shared_steps_and_reports_them():
         if u.shared_steps > 0:
             assert o.handoff_bytes == payload and u.delay_tx_s > 0 and u.bandwidth_hz > 0
     assert rep.energy_saved_j == pytest.approx(rep.no_sharing.energy_j - rep.allocation.energy_j)
+
+
+def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
+    from rlli.personas.judge import Persona, Rating
+    from rlli.personas.trait_judge import TraitJudge, trait_qoe
+    from rlli.policy.judged import build_table
+
+    class CountingJudge(TraitJudge):
+        calls = 0
+
+        def rate(self, persona, delivery):
+            CountingJudge.calls += 1
+            if delivery.delay_s == 32.0:  # a judge that fails on some cells
+                return Rating(None, "timed out", "timeout", self.backend, self.model)
+            return super().rate(persona, delivery)
+
+    personas = [Persona("a", BigFive()), Persona("b", BigFive(0.9, 0.9, 0.1, 0.1, 0.9))]
+    cache = tmp_path / "ratings.json"
+    table = build_table(CountingJudge(), personas, cache, log=lambda m: None)
+    first = CountingJudge.calls
+    assert first == 2 * 7 * 6 and 0.8 < table.rated < 1.0
+    again = build_table(CountingJudge(), personas, cache, log=lambda m: None)
+    assert CountingJudge.calls == first and np.array_equal(np.isnan(again.scores), np.isnan(table.scores))
+    t = np.array([[0.52, 0.5, 0.48, 0.5, 0.5], [0.9, 0.85, 0.1, 0.1, 0.95]])
+    q, d = np.array([0.93, 0.75]), np.array([5.0, 12.0])
+    assert np.allclose(table.qoe(t, q, d), trait_qoe(t, q, d), atol=0.6)  # integer scores, interpolated
+    assert np.all(np.isfinite(table.qoe(t, q, np.array([40.0, 40.0]))))  # failed cells: the trait judge's value
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["train", "policy", "--iterations", "0"], "must be positive"),
+    (["eval", "policy", "--policy-dir", "/nonexistent/policies"], "no gddpg checkpoints"),
+    (["eval", "policy", "--states", "0"], "--states"),
+    (["bench", "policy", "--policy", "ppo"], "unknown policy"),
+])
+def test_policy_commands_refuse_bad_input_clearly(argv, msg, capsys):
+    from rlli.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and msg in err and "Traceback" not in err
+
+
+def test_eval_json_has_the_issues_shape(tmp_path, tiny_runs, capsys, monkeypatch):
+    import shutil
+
+    from rlli.policy import evaluate as ev
+
+    for algo in ("gddpg", "ddpg"):
+        shutil.copytree(tiny_runs[algo][1], tmp_path / algo / "seed0")
+    result, extra = ev.evaluate_methods(tmp_path, ASSETS / "calibration.json", P3, n_states=12,
+                                        oracle_kw={"population": 32, "iterations": 3}, log=lambda m: None)
+    assert set(result) == {"methods", "gddpg_over_ddpg"}
+    assert list(result["methods"]) == list(POLICY_NAMES)
+    for v in result["methods"].values():
+        assert set(v) == {"qoe", "qoe_ci", "energy", "delay", "oracle_share"}
+        assert v["qoe_ci"][0] <= v["qoe"] <= v["qoe_ci"][1]
+    assert result["methods"]["oracle"]["oracle_share"] == 1.0
+    assert result["gddpg_over_ddpg"] == pytest.approx(result["methods"]["gddpg"]["qoe"] / result["methods"]["ddpg"]["qoe"])
+    assert extra["gddpg"]["seeds"] == 1

@@ -74,7 +74,7 @@ def evaluate_methods(policy_dir: Path, calibration: Path, p: SystemParams | None
                                         "train them with scripts/train_policies.sh")
             outs = learned_outcomes(folders, st, p)
         else:
-            kw = oracle_kw or {} if name == "oracle" else {}
+            kw = (oracle_kw or {}) if name == "oracle" else {}
             outs = [evaluate(st, BASELINES[name](st, p, np.random.default_rng(EVAL_SEED), **kw), p)]
         summaries[name] = _summary(outs, st)
         log(f"{name}: {time.perf_counter() - t0:.1f} s")
