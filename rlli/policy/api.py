@@ -19,7 +19,7 @@ import numpy as np
 from rlli.network.allocation import Outcome, evaluate
 from rlli.network.params import SystemParams
 from rlli.network.state import RoundState, empty_state, encode, obs_dim, sample_links
-from rlli.policy.baselines import BASELINES, greedy
+from rlli.policy.baselines import BASELINES
 from rlli.policy.forks import check_forks
 
 POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle")
@@ -337,4 +337,4 @@ def allocate_round(groups, forks: list, traits: list, settings=None, seed: int =
 
 
 __all__ = ["POLICY_NAMES", "AllocationReport", "LiveRound", "Notice", "Policy", "RoundAllocation", "UserAllocation",
-           "allocate_round", "build_round_state", "compare", "greedy", "load_policy"]
+           "allocate_round", "build_round_state", "compare", "load_policy"]
