@@ -57,9 +57,9 @@ def test_validation_reports_broken_rate_and_saving_left_on_the_table():
     held = [_record(0.02, None, anchor=9), _record(0.02, 2, anchor=9), _record(0.6, None, anchor=9)]
     v = validate_rule(rule, held, 0.03, 0.02)
     assert v["pairs"] == 3 and v["anchors"] == 1
-    assert v["broken_rate"] == pytest.approx(1 / 3)  # the second pair broke where the rule shared everything
-    assert v["saving_left_on_table_steps"] == pytest.approx((0 + 0 + 3) / 3)  # the third could have shared all 4
-    assert v["over_shared_rate"] == pytest.approx(1 / 3)
+    assert v["broken_rate"] == pytest.approx(1 / 3, abs=1e-3)  # the second pair broke where the rule shared everything
+    assert v["saving_left_on_table_steps"] == pytest.approx((0 + 0 + 3) / 3, abs=1e-3)  # the third could have shared all 4
+    assert v["over_shared_rate"] == pytest.approx(1 / 3, abs=1e-3)
     assert v["reliability"]["quality"] and v["reliability"]["broken"]
 
 
