@@ -1,7 +1,8 @@
 """Prompt-injection robustness of the LLM judge, measured: the same image rated with the plain prompt and with
 the prompt carrying an injection, for good deliveries (the prompt's own image) and bad ones (another
-prompt's image at low quality after a long wait, where "rate this 10" has room to act), by the defended judge (prompt quoted as data, model told so) and,
-in the same run, by the naive way (prompt pasted raw, no warning).
+prompt's image at low quality after a long wait, where "rate this 10" has room to act), by the
+defended judge (prompt datamarked and quoted as data, model told so) and, in the same run, by the
+naive way (prompt pasted raw, no warning).
 
 The shift of an injection is (score with it) - (score without it) for the same persona, image,
 quality and delay; a robust judge keeps it near 0.

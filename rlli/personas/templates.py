@@ -1,8 +1,9 @@
 """The persona agents' messages, filled from ``personas/templates.toml``.
 
-The user's prompt is data: :func:`quote_request` turns it into one JSON string literal with
-quotes, backslashes, newlines, control characters and angle brackets escaped, so it can neither
-leave its ``<request>`` tags nor start a line of its own ("SYSTEM: ...").
+The user's prompt is data: :func:`quote_request` joins its words with ``^`` (datamarking) and turns it
+into one JSON string literal with quotes, backslashes, newlines, control characters and angle
+brackets escaped, so it can neither leave its ``<request>`` tags nor start a line of its own
+("SYSTEM: ..."), and no stretch of it reads like an instruction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rlli.personas.judge import TRAITS, Delivery, Persona
 from rlli.personas.presets import read_toml, title_of
 
 MAX_REQUEST_CHARS = 1000  # longer prompts are cut (and marked) before they reach a model
+DATAMARK = "^"  # joins the words of the user's prompt, so that no part of it reads as an instruction
 
 
 @lru_cache(maxsize=1)
@@ -51,9 +53,12 @@ def persona_block(persona: Persona) -> dict[str, str]:
 
 
 def quote_request(prompt: str) -> str:
-    """The prompt as an escaped JSON string literal (cut to MAX_REQUEST_CHARS)."""
+    """The prompt as data: its words joined by ``^`` (datamarking, after Hines et al. 2024, "Defending against
+    indirect prompt injection attacks with spotlighting"), as one JSON string literal with quotes, newlines
+    and angle brackets escaped, cut to MAX_REQUEST_CHARS."""
     text = prompt if len(prompt) <= MAX_REQUEST_CHARS else prompt[:MAX_REQUEST_CHARS] + " [cut]"
-    return json.dumps(text, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    marked = DATAMARK.join(text.split())
+    return json.dumps(marked, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def judge_messages(persona: Persona, delivery: Delivery, delivered: str, naive: bool = False) -> tuple[str, str]:
