@@ -227,3 +227,16 @@ def test_the_key_is_never_in_the_settings_dump():
 def test_parse_reply_keeps_one_trimmed_reason():
     r = parse_reply({"score": "7", "reason": "  Nice   colours.\n"})
     assert (r.score, r.reason) == (7, "Nice colours.")
+
+
+def test_the_author_writes_free_text_for_other_backbones_and_fails_clearly(endpoint):
+    from rlli.personas.author import Author
+    from rlli.personas.llm import LLMError
+
+    e = endpoint(lambda body: completion('{"prompt": "  a lighthouse\\nin a storm  "}'))
+    a = Author(settings_for(e.url, backbone="stabilityai/sd-turbo")).write(find_preset("open"), seed=2)
+    assert (a.persona, a.prompt, a.scene) == ("open", "a lighthouse in a storm", {})
+    assert e.requests[0]["body"]["response_format"]["json_schema"]["schema"]["required"] == ["prompt"]
+    bad = endpoint(lambda body: completion('{"object": "dragon", "colour": "red", "count": "one"}'))
+    with pytest.raises(LLMError, match="wrote no valid request after 2 tries; last: object: 'dragon'"):
+        Author(settings_for(bad.url, llm_retries=1)).write(find_preset("open"))

@@ -105,8 +105,14 @@ class Author:
         schema = world_schema() if self.world else FREE_SCHEMA
         cause = ""
         for attempt in range(self.settings.llm_retries + 1):
-            data, _ = client.chat_json(system, user, schema, name="request", temperature=AUTHOR_TEMPERATURE,
-                                       seed=seed + 1000 * attempt, max_tokens=160)
+            try:
+                data, _ = client.chat_json(system, user, schema, name="request", temperature=AUTHOR_TEMPERATURE,
+                                           seed=seed + 1000 * attempt, max_tokens=160)
+            except LLMError as e:
+                if e.status != "invalid":  # a dead or refusing endpoint: no point in asking again
+                    raise
+                cause = e.cause
+                continue
             try:
                 if self.world:
                     scene = check_scene(data)
