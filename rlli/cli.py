@@ -220,7 +220,7 @@ class Commands:
 
 
 # Packages that bring their own commands (a module with ``register(commands: Commands)``).
-PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.personas.cli",)
+PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.personas.cli", "rlli.policy.cli", "rlli.store.cli")
 
 
 def positive_int(text: str) -> int:

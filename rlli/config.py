@@ -27,7 +27,8 @@ class Settings(BaseSettings):
 
     # prompt embeddings and grouping
     text_model: str = Field("", description="sentence-transformers model id or folder; empty = the embedded all-MiniLM-L6-v2")
-    group_threshold: float = Field(0.85, ge=-1.0, le=1.0, description="cosine similarity needed to join a group")
+    group_threshold: float = Field(0.35, ge=-1.0, le=1.0, description="cosine similarity every pair in a group must "
+                                   "reach (complete linkage; chosen for meaning, see docs/grouping.md)")
     max_prompt_chars: int = Field(300, ge=1, description="longer prompts are refused")
 
     # text-to-image
@@ -42,7 +43,12 @@ class Settings(BaseSettings):
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="denoiser precision; auto = bfloat16 on CPUs with native bf16 (AMX/AVX512-BF16), "
                             "float16 on CUDA, else float32")
-    calibration: Path = Field(ASSETS / "calibration.json", description="quality table from `rlli calibrate`")
+    calibration: Path = Field(ASSETS / "calibration.json",
+                              description="similarity x shared-fraction quality table the policy's training rounds read")
+    fork_rule: Path = Field(ASSETS / "fork" / "rule.json",
+                            description="fork rule from `rlli calibrate`: x0 disagreement -> each member's fork step")
+    share_break_budget: float = Field(0.02, ge=0.0, le=1.0,
+                                      description="target share of members with a stated attribute broken by sharing")
 
     # app
     host: str = Field("127.0.0.1", description="address the web app listens on")

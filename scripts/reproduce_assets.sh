@@ -11,7 +11,7 @@ py=.venv/bin/python
 mkdir -p docs/figures
 $py -m rlli train probe
 $py -m rlli train tiny-t2i --minutes 110
-$py -m rlli calibrate
+$py -m rlli calibrate --pairs-out assets/fork/pairs.json
 $py -m rlli bench model --json | tee docs/figures/bench-model.json
 $py -m rlli bench sharing --json | tee docs/figures/bench-sharing.json
 $py -m rlli grid --out docs/samples.png

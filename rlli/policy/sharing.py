@@ -176,11 +176,11 @@ def load_fork_rule(path: str | Path, expected: dict | None = None) -> tuple[Fork
 
 def fork_rule_path(settings: Settings) -> Path:
     """The configured fork rule file (``RLLI_FORK_RULE`` once the settings have it; else the shipped one)."""
-    return Path(getattr(settings, "fork_rule", None) or DEFAULT_RULE)
+    return Path(settings.fork_rule)
 
 
 def break_budget(settings: Settings) -> float:
-    return float(getattr(settings, "share_break_budget", None) or DEFAULT_BREAK_BUDGET)
+    return float(settings.share_break_budget)
 
 
 # ----------------------------------------------------------------------------- deciding
