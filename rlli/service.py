@@ -1,8 +1,10 @@
-"""The round orchestrator: prompts -> groups -> fork decisions -> shared generation -> report.
+"""The round orchestrator: prompts -> groups -> fork decisions -> allocation -> shared generation -> report.
 
 The UI and the CLI call this layer; it runs the one round pipeline
-(:func:`rlli.policy.sharing.round_from_settings`: group -> plan -> run), scores the images, and turns
-every failure the user can cause into a :class:`PromptError` with a clear message.
+(:func:`rlli.policy.sharing.round_from_settings`: group -> decide -> plan -> run), lets the allocation
+policy (:func:`rlli.policy.api.allocate_round`, ``RLLI_POLICY``) choose every member's shared steps,
+bandwidth and compute once the fork decisions are known, scores the images, and turns every failure the
+user can cause into a :class:`PromptError` with a clear message.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.engine import Engine, Output, Request, independent_groups
+from rlli.personas.judge import BigFive
+from rlli.policy.api import AllocationReport, Policy, allocate_round, load_policy
 from rlli.policy.sharing import MemberFork, independent_passes, round_from_settings
 from rlli.prompts import PromptError, parse_prompts
 
@@ -47,6 +51,17 @@ class RoundReport:
     accounting: dict
     notice: str | None = None
     settings: dict = field(default_factory=dict)
+    allocation: AllocationReport | None = None  # the policy's allocation, and the same round unshared / equal split
+    seed: int = 0  # the seed of the round's links (fading, distances, device compute)
+    payload_bytes: int = 0  # one hand-off's latent, as the system model's payload
+
+    @property
+    def notices(self) -> list[str]:
+        """What the page must say: a fork rule that does not fit, a policy that fell back."""
+        out = [self.notice] if self.notice else []
+        if self.allocation is not None and self.allocation.notice is not None:
+            out.append(self.allocation.notice.message)
+        return out
 
     def similarity_of(self, i: int) -> float:
         for g in self.groups:
@@ -80,19 +95,47 @@ def check_seed(seed, n_prompts: int) -> int:
 class StudioService:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
+        self._policies: dict[str, Policy] = {}
 
     def backbone(self):
         return get_backbone(self.settings)
 
+    def policy(self, name: str | None = None) -> Policy:
+        """The allocation policy by name (default ``RLLI_POLICY``), loaded once; a learned one that cannot load
+        falls back to greedy with a notice that every report carries."""
+        name = name or self.settings.policy
+        if name not in self._policies:
+            self._policies[name] = load_policy(name, self.settings)
+        return self._policies[name]
+
     def run_round(self, text: str, seed: int = 0, compare: bool = False) -> RoundReport:
+        """Prompts pasted one per line; request i uses seed + i."""
         s = self.settings
         prompts = parse_prompts(text, s.max_prompts, s.max_prompt_chars)
         seed = check_seed(seed, len(prompts))
+        requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
+        return self.run_requests(requests, compare=compare)
+
+    def run_requests(self, requests: list[Request], traits: list[BigFive] | None = None, compare: bool = False,
+                     policy: str | None = None) -> RoundReport:
+        """One round of ``requests`` (prompts already checked): the fork decisions, then the policy's allocation
+        for users with these Big-Five ``traits`` (default: population-average users), then generation."""
+        s = self.settings
+        prompts = [r.prompt for r in requests]
         backbone = self.backbone()
         engine = Engine(backbone)
         plan = plan_from(s)
-        requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
-        rnd = round_from_settings(s, engine, requests, plan)
+        traits = traits or [BigFive()] * len(requests)
+        payload = int(np.prod(backbone.latent_shape)) * 4  # the hand-off latent in float32
+        seed = requests[0].seed
+        chosen: dict[str, AllocationReport] = {}
+        policy_ = self.policy(policy)
+
+        def choose(groups, decision) -> dict[int, int]:
+            chosen["report"] = allocate_round(groups, decision.forks, traits, s, seed, payload, policy_)
+            return chosen["report"].allocation.shared_steps()
+
+        rnd = round_from_settings(s, engine, requests, plan, choose=choose)
         outputs = rnd.result.outputs
         fid = _fidelity(np.stack([o.image for o in outputs]), prompts, backbone.name)
         accounting = {"denoiser_passes": rnd.passes,
@@ -114,5 +157,10 @@ class StudioService:
             accounting["denoiser_passes_independent"] = res.denoiser_passes
         views = [GroupView(gi + 1, p.anchor, list(p.members), [round(x, 3) for x in g.similarity], list(p.member_steps))
                  for gi, (g, p) in enumerate(zip(rnd.groups, rnd.plans))]
+        alloc = chosen["report"]
+        accounting["policy"] = alloc.allocation.policy
+        accounting["energy_j"] = {"policy": round(alloc.allocation.energy_j, 3),
+                                  "no_sharing": round(alloc.no_sharing.energy_j, 3),
+                                  "equal_split": round(alloc.equal.energy_j, 3)}
         return RoundReport(prompts, views, outputs, rnd.decision.forks, indep, fid, fid_i, accounting, rnd.notice,
-                           s.public_dict())
+                           s.public_dict(), alloc, seed, payload)

@@ -53,8 +53,8 @@ def test_a_matching_rule_shares_and_the_accounting_adds_up(tmp_path, monkeypatch
                               "guidance_scale": 2.0, "text_model": text_model_id("")}}
     path = tmp_path / "rule.json"
     path.write_text(json.dumps(rule))
-    monkeypatch.setattr(sharing, "DEFAULT_RULE", path)
-    service = StudioService(Settings(steps=2, group_threshold=0.35))
+    # the greedy allocation shares what the fork decision allows when quality holds (learned policies were trained at N=20)
+    service = StudioService(Settings(steps=2, group_threshold=0.35, fork_rule=path, policy="greedy"))
     r = service.run_round(TEXT, seed=0, compare=True)
     a = r.accounting
     assert a["calibrated"] is True and r.notice is None
@@ -62,8 +62,33 @@ def test_a_matching_rule_shares_and_the_accounting_adds_up(tmp_path, monkeypatch
     assert 1 in house.members and house.anchor in (0, 1)
     k = 1 if house.anchor == 0 else 0  # a light edit of the anchor: near-zero x0 disagreement, shares both steps
     assert r.forks[k].evidence["x0_disagreement"] < 0.3 and r.forks[k].max_shared_steps == 2
+    assert r.allocation.allocation.policy == "greedy" and r.allocation.allocation.users[k].shared_steps == 2
     assert r.outputs[k].shared_steps == 2 and r.outputs[k].image_source == "anchor's image"
     assert r.outputs[k].noise_seed == r.outputs[house.anchor].seed and k in a["anchors_image"]
     assert a["denoiser_passes"] == a["denoiser_passes_generation"] + a["denoiser_passes_fork_decision"]
     assert a["denoiser_passes_fork_decision"] > 0
     assert a["denoiser_passes_generation"] < a["denoiser_passes_independent"] == 3 * 2 * 2
+
+
+def test_every_round_is_allocated_by_the_policy_and_the_engine_runs_its_steps():
+    service = StudioService(Settings())
+    r = service.run_round("a red house on grass at sunset\na red house on the grass at sunset\n"
+                          "two blue boats on a lake at night", seed=5)
+    al = r.allocation
+    assert al is not None and al.allocation.policy == "gddpg" and al.notice is None
+    users = al.allocation.users
+    assert len(users) == 3 and sum(u.bandwidth_share for u in users) <= 1 + 1e-6
+    for i, (o, u) in enumerate(zip(r.outputs, users)):
+        assert u.shared_steps <= r.forks[i].max_shared_steps
+        if not r.forks[i].is_anchor:
+            assert o.shared_steps == u.shared_steps, "the engine must run the policy's choice"
+        assert u.delay_s > 0 and u.energy_j >= 0
+    assert r.accounting["energy_j"]["no_sharing"] == round(al.no_sharing.energy_j, 3)
+    assert r.accounting["policy"] == "gddpg"
+
+
+def test_a_policy_that_cannot_load_falls_back_to_greedy_with_a_visible_notice(tmp_path):
+    service = StudioService(Settings(steps=2, policy_dir=tmp_path))
+    r = service.run_round("a red house on grass", seed=1)
+    assert r.allocation.allocation.policy == "greedy"
+    assert r.notices and "greedy" in r.notices[-1]

@@ -292,22 +292,26 @@ class SharedRound:
 
 
 Scorer = Callable[[np.ndarray, list[str]], list[float | None]]
+Chooser = Callable[[list[Group], ForkDecision], dict[int, int]]
 
 
 def run_shared_round(engine: Engine, requests: list[Request], plan: Plan, *, rule: ForkRule | None,
                      tolerance: float, budget: float = DEFAULT_BREAK_BUDGET, threshold: float = 0.5,
                      text_model: str = "", groups: list[Group] | None = None, choice: dict[int, int] | None = None,
-                     scorer: Scorer | None = None, notice: str | None = None) -> SharedRound:
+                     scorer: Scorer | None = None, notice: str | None = None, choose: Chooser | None = None) -> SharedRound:
     """Group -> plan -> run -> score, the one round pipeline.
 
     ``groups`` (default: :func:`group_prompts` at ``threshold``) and ``choice`` (per-request shared steps,
-    each within its fork decision's maximum; default the maximum) let a caller fix either stage.
-    ``scorer(images, prompts)`` scores each image against its own prompt (None: no scores).
+    each within its fork decision's maximum; default the maximum) let a caller fix either stage;
+    ``choose(groups, decision) -> choice`` decides the shared steps once the fork decisions are known
+    (the allocation policy's hook). ``scorer(images, prompts)`` scores each image against its own prompt.
     """
     prompts = [r.prompt for r in requests]
     if groups is None:
         groups = group_prompts(prompts, threshold, text_model)
     decision = decide_forks(engine, requests, groups, plan, rule, tolerance, budget, notice)
+    if choose is not None:
+        choice = choose(groups, decision)
     plans = member_plan(groups, decision.forks, choice)
     result = engine.run(requests, plans, plan)
     scores: list[float | None] = [None] * len(requests)
@@ -321,13 +325,15 @@ def independent_passes(n: int, plan: Plan) -> int:
 
 
 def round_from_settings(settings: Settings, engine: Engine, requests: list[Request], plan: Plan,
-                        scorer: Scorer | None = None, groups: list[Group] | None = None) -> SharedRound:
+                        scorer: Scorer | None = None, groups: list[Group] | None = None,
+                        choose: Chooser | None = None) -> SharedRound:
     """:func:`run_shared_round` with the rule, tolerance, budget, threshold and text model from the settings."""
     rule, notice = load_fork_rule(fork_rule_path(settings),
                                   measured_with(engine.backbone.name, plan, settings.text_model))
     return run_shared_round(engine, requests, plan, rule=rule, tolerance=settings.quality_tolerance,
                             budget=break_budget(settings), threshold=settings.group_threshold,
-                            text_model=settings.text_model, groups=groups, scorer=scorer, notice=notice)
+                            text_model=settings.text_model, groups=groups, scorer=scorer, notice=notice,
+                            choose=choose)
 
 
 __all__ = ["MemberFork", "ForkDecision", "ForkRule", "SharedRound", "fork_decisions", "decide_forks", "member_plan",

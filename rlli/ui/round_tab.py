@@ -15,6 +15,7 @@ from rlli.config import SettingsError
 from rlli.diffusion.engine import IMAGE_ANCHORS
 from rlli.prompts import PromptError
 from rlli.service import RoundReport, StudioService
+from rlli.ui.charts import allocation_bars, comparison_bars
 
 EXAMPLE = "\n".join([
     "a red house on grass at sunset",
@@ -31,7 +32,7 @@ ROW_HEADERS = ["prompt", "group", "anchor", "similarity to anchor", "x0 disagree
 GROUP_HEADERS = ["group", "anchor (medoid)", "members", "least similarity", "prefix steps", "fork steps"]
 TRUNK = "#444444"
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-NO_RESULT = (None, None, None, None, None)
+NO_RESULT = (None, None, None, None, None, None, None)
 
 
 # ----------------------------------------------------------------------------- what the page shows
@@ -69,6 +70,13 @@ def summary(report: RoundReport) -> str:
              f"shared prefixes {a['wall_s']['shared']:.2f} s, own steps {a['wall_s']['branches']:.2f} s)"
              + (f"; independent {a['wall_independent_s']:.2f} s" if "wall_independent_s" in a else ""),
              f"- hand-off payload: {a['handoff_bytes'] / 1024:.1f} KiB in all"]
+    if report.allocation is not None:
+        al = report.allocation
+        lines.append(f"- allocation by **{e(al.allocation.policy)}**: total QoE {al.allocation.total_qoe:.1f}, energy "
+                     f"{al.allocation.energy_j:.1f} J (no sharing {al.no_sharing.energy_j:.1f} J, equal split "
+                     f"{al.equal.energy_j:.1f} J), mean simulated delay {al.allocation.mean_delay_s:.2f} s")
+        if al.notice is not None:
+            lines.append(f"- **Notice:** {e(al.notice.message)}")
     if report.notice:
         lines.append(f"- **Nothing is shared:** {e(report.notice)}")
     for i in a.get("anchors_image", []):
@@ -171,7 +179,12 @@ def on_run(service: StudioService, text, seed_value, compare_value) -> tuple:
     gal = list(zip([o.image for o in report.outputs], captions(report)))
     twins = [(o.image, f"independent, own seed {o.seed}: {o.prompt}") for o in report.independent] \
         if report.independent else None
-    return summary(report), group_rows(report), request_rows(report), sharing_tree(report), gal, twins
+    bars = energy = None
+    if report.allocation is not None:
+        who = [f"request {i + 1}" for i in range(len(report.prompts))]
+        bars = allocation_bars(report.allocation.allocation, who, report.prompts, report.accounting["steps"])
+        energy = comparison_bars(report.allocation)
+    return summary(report), group_rows(report), request_rows(report), sharing_tree(report), bars, energy, gal, twins
 
 
 def build(service: StudioService) -> None:
@@ -188,6 +201,8 @@ def build(service: StudioService) -> None:
             groups = gr.Dataframe(headers=GROUP_HEADERS, label="Groups", interactive=False, wrap=True)
     tree = gr.Plot(label="Sharing tree")
     table = gr.Dataframe(headers=ROW_HEADERS, label="Requests", interactive=False, wrap=True)
+    bars = gr.Plot(label="Allocation per user (the policy's bandwidth, compute, shared steps and simulated delays)")
+    energy = gr.Plot(label="Energy and QoE against no sharing and an equal split")
     with gr.Row():
         shared = gr.Gallery(label="Shared generation (members that shared steps start from the anchor's noise)",
                             columns=4, height="auto", object_fit="contain")
@@ -197,5 +212,5 @@ def build(service: StudioService) -> None:
     def run_it(text, seed_value, compare_value):
         return on_run(service, text, seed_value, compare_value)
 
-    run.click(run_it, [prompts, seed, compare], [summary_md, groups, table, tree, shared, independent],
+    run.click(run_it, [prompts, seed, compare], [summary_md, groups, table, tree, bars, energy, shared, independent],
               concurrency_limit=1, api_name="generate")
