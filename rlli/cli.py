@@ -346,7 +346,10 @@ def describe_user_error(e: BaseException) -> str | None:
             f"RLLI_{'_'.join(map(str, x['loc'])).upper() or 'value'}: {x['msg']} (got {str(x.get('input'))[:40]!r})"
             for x in e.errors())
         return f"invalid setting ({problems}); see `python -m rlli settings` and the README"
-    if isinstance(e, SettingsError | PromptError):
+    from rlli.store.db import StoreError
+    from rlli.studio import StudioError
+
+    if isinstance(e, SettingsError | PromptError | StoreError | StudioError):
         return str(e)
     if isinstance(e, UnicodeDecodeError):
         return "the input is not valid UTF-8 text"

@@ -1,4 +1,10 @@
-"""The Gradio app: one module per tab; :func:`build_demo` assembles them."""
+"""The Gradio app: one module per tab; :func:`build_demo` assembles them, :func:`launch` starts it.
+
+Tabs: Participate (a person's journey), Personas (LLM persona rounds), Shared round (paste several
+prompts), System (what the backend decided), Agreement (people vs agents), Data (downloads, admin).
+Named API endpoints for ``gradio_client``: ``/participate``, ``/tipi``, ``/rate``, ``/persona_round``,
+``/generate``, ``/agreement``, ``/my_ratings``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,69 @@ import gradio as gr
 
 from rlli.config import Settings
 from rlli.service import StudioService
+from rlli.studio import Studio, new_visitor_key
+from rlli.ui import about
 
-INTRO = """# RLLI Studio
-Users with similar text-to-image prompts share the first denoising steps of a diffusion model
-(Du et al., *Reinforcement Learning With LLMs Interaction For Distributed Diffusion Model Services*,
-IEEE TPAMI 2025). Paste several prompts: the backend groups them by meaning, runs each group's first
-steps once with its anchor prompt, and every user finishes with their own prompt."""
+WORLD_EXAMPLES = [
+    "a red house on grass at sunset",
+    "two blue boats on a lake at night",
+    "a yellow car on a city street in the rain",
+    "three green trees on snow during the day",
+    "a purple mountain in the desert at sunset",
+    "a single orange sailboat at sea on the left, calm",
+]
 
 
-def build_demo(settings: Settings | None = None) -> gr.Blocks:
-    from rlli.ui import round_tab
+def vocabulary_markdown() -> str:
+    """What the embedded model knows, from the world's own word lists."""
+    from rlli.diffusion.tiny import world
 
-    service = StudioService(settings or Settings())
+    def words(table) -> str:
+        return ", ".join(v[0][0] if isinstance(v[0], tuple) else v[0] for v in table.values())
+
+    return (about.EMBEDDED_MODEL_NOTE + "\n\n"
+            f"- objects: {words(world.OBJECT_WORDS)}\n- colours: {words(world.COLOUR_WORDS)}\n"
+            f"- counts: one, two, three\n- time: {words(world.TIME_WORDS)}\n- weather: {words(world.WEATHER_WORDS)}\n"
+            f"- ground: {words(world.GROUND_WORDS)}\n- position: {words(world.POSITION_WORDS)}\n"
+            f"- look: {words(world.WARMTH_WORDS)}, {words(world.DETAIL_WORDS)}")
+
+
+def build_demo(settings: Settings | None = None, studio: Studio | None = None) -> gr.Blocks:
+    from rlli.ui import agreement_tab, data_tab, participate_tab, personas_tab, round_tab, system_tab
+
+    settings = settings or Settings()
+    studio = studio or Studio(settings, service=StudioService(settings))
+    studio.store()  # migrations on start; a broken database URL stops the start with a clear message
+    embedded = settings.backbone == "tiny"
     # generated images are written to Gradio's cache folder: files older than an hour are removed every 10 minutes
-    with gr.Blocks(title="RLLI Studio", delete_cache=(600, 3600)) as demo:
-        gr.Markdown(INTRO)
+    with gr.Blocks(title=about.TITLE, delete_cache=(600, 3600)) as demo:
+        browser_key = gr.BrowserState(None, storage_key="rlli-visitor")
+        gr.Markdown(about.INTRO)
+        if embedded:
+            with gr.Accordion("What the embedded model can draw", open=False):
+                gr.Markdown(vocabulary_markdown())
+        with gr.Tab("Participate"):
+            participate_tab.build(studio, browser_key, WORLD_EXAMPLES if embedded else [])
+        with gr.Tab("Personas"):
+            personas_tab.build(studio)
         with gr.Tab("Shared round"):
-            round_tab.build(service)
-    demo.queue(default_concurrency_limit=1, max_size=32)
+            round_tab.build(studio.service)
+        with gr.Tab("System"):
+            system_tab.build(studio)
+        with gr.Tab("Agreement"):
+            agreement_tab.build(studio)
+        with gr.Tab("Data"):
+            data_tab.build(studio, browser_key)
+        demo.load(lambda key: key or new_visitor_key(), [browser_key], [browser_key], api_name=False)
+    demo.queue(default_concurrency_limit=1, max_size=64)
     return demo
 
 
 def launch(settings: Settings | None = None, demo: gr.Blocks | None = None, **kwargs):
+    """Restore the store from its backup repo if the disk is fresh, start the backups, build and serve."""
+    from rlli.backup import start_backup
+
     settings = settings or Settings()
+    start_backup(settings)
     demo = demo or build_demo(settings)
     return demo.launch(server_name=settings.host, server_port=settings.port, theme=gr.themes.Soft(), **kwargs)

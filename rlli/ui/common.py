@@ -1,0 +1,25 @@
+"""Small pieces the tabs share: the visitor from browser state, tables of agent scores, round choices."""
+
+from __future__ import annotations
+
+from rlli.personas.judge import BigFive
+from rlli.studio import AgentScore, StudioError, Visitor
+
+
+def visitor_from(key: str | None, profile) -> Visitor:
+    """The visitor of this browser: its stored anonymous key and the profile chosen in this session."""
+    if not key:
+        raise StudioError("This browser has no visitor id yet; reload the page.")
+    traits, instrument = None, ""
+    if profile and profile[0] is not None:
+        try:
+            traits = BigFive.from_sequence(profile[0])
+        except (TypeError, ValueError):
+            raise StudioError("Your questionnaire answers were not understood; take it again.") from None
+        instrument = str(profile[1] or "tipi")
+    return Visitor(str(key), traits, instrument)
+
+
+def agent_table(scores: list[AgentScore]) -> list[list]:
+    """Rows for a gr.Dataframe (its "str" cells are shown as plain text, never as markup)."""
+    return [[s.persona, "yes" if s.as_you else "", s.rating.score, s.rating.reason, s.rating.status] for s in scores]
