@@ -17,10 +17,9 @@ from rlli.config import Settings
 
 def _settings(args) -> Settings:
     """Settings from the environment, with the command's flags on top (validated the same way)."""
-    s = Settings()
     overrides = {k: getattr(args, k) for k in ("group_threshold", "steps", "scheduler")
                  if getattr(args, k, None) is not None}
-    return Settings.model_validate({**s.model_dump(), **overrides}) if overrides else s
+    return Settings(**overrides)  # the environment, with the flags on top; secrets stay as they are
 
 
 def _group(args) -> int:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_serializer, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,14 +106,6 @@ class Settings(BaseSettings):
     bootstrap_resamples: int = Field(1000, ge=50, le=100_000,
                                      description="bootstrap resamples for agreement confidence intervals")
 
-    @field_serializer("database_url")
-    def _hide_database_password(self, v: str) -> str:
-        """The URL as shown in logs and run records: the password replaced by ***."""
-        return re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", v)  # as rlli.store.db.redact
-
-    @field_serializer("id_salt")
-    def _hide_salt(self, v: str) -> str:
-        return "***" if v else ""
     # --- end store ---
 
     # --- system model and policy (rlli/network, rlli/policy) ---
@@ -148,8 +140,12 @@ class Settings(BaseSettings):
             raise SettingsError("RLLI_DEVICE=mps: Apple's MPS is not available here; use RLLI_DEVICE=cpu")
 
     def public_dict(self) -> dict:
-        """Settings as plain JSON-able values (no secrets are held here)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+        """Settings as plain JSON-able values for logs, run records and `rlli settings`: keys and tokens are left
+        out, the database password and the id salt are masked."""
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+        d["database_url"] = re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", d["database_url"])  # as rlli.store.db.redact
+        d["id_salt"] = "***" if d["id_salt"] else ""
+        return d
 
 
 @lru_cache(maxsize=1)

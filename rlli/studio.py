@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,21 @@ JUDGE_WAIT_S = 120.0  # how long a rating waits for the agents' scores of the sa
 
 class StudioError(ValueError):
     """A problem the visitor can fix or should know about; the message is shown as it is (escaped)."""
+
+
+@contextmanager
+def storage_errors(what: str):
+    """A locked or unreachable database, or a full disk, becomes a clear StudioError; nothing half-written
+    remains (every unit of work is one transaction, images are written atomically before it)."""
+    from rlli.store import StoreError
+
+    try:
+        yield
+    except StoreError as e:
+        raise StudioError(f"{what} could not be stored: {e}. Nothing was changed; try again in a moment.") from None
+    except OSError as e:
+        raise StudioError(f"{what} could not be stored: the server's disk refused the write ({e.strerror}). "
+                          "Nothing was changed.") from None
 
 
 @dataclass(frozen=True)
@@ -258,7 +274,8 @@ class Studio:
             self._round_no += 1
             number = self._round_no
         deliveries = self._deliveries(number, asks, report)
-        ids = self._record(store, asks, report, deliveries)
+        with storage_errors("This round"):
+            ids = self._record(store, asks, report, deliveries)
         for d, gid in zip(deliveries, ids.generation_ids):
             d.generation_id = gid
         self.recent.appendleft(RoundView(number, time.time(), [a.who for a in asks], report, traits, deliveries))
@@ -383,13 +400,14 @@ class Studio:
         if len(reason) > 500:
             raise StudioError(f"The reason has {len(reason)} characters; at most 500 are kept.")
         store = self.store()
-        pid = store.upsert_participant(ParticipantRecord(
-            "human", visitor.key, traits=visitor.traits.as_tuple() if visitor.traits else None,
-            instrument=visitor.instrument))
-        try:
-            _, duplicate = store.add_rating(RatingRecord(pid, int(generation_id), score, reason))
-        except ValueError as e:
-            raise StudioError(f"This rating cannot be stored: {e}") from None
+        with storage_errors("Your rating"):
+            pid = store.upsert_participant(ParticipantRecord(
+                "human", visitor.key, traits=visitor.traits.as_tuple() if visitor.traits else None,
+                instrument=visitor.instrument))
+            try:
+                _, duplicate = store.add_rating(RatingRecord(pid, int(generation_id), score, reason))
+            except ValueError as e:
+                raise StudioError(f"This rating cannot be stored: {e}") from None
         if duplicate:
             return False, "You already rated this image; the first rating counts."
         return True, "Your rating is stored."

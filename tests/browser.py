@@ -43,10 +43,11 @@ def browser_page(width: int = 1400, height: int = 1100):
 
 def run_round(page, url: str, prompts: str | None = None, timeout_ms: int = 240_000) -> None:
     page.goto(url)
-    page.get_by_role("button", name="Generate").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Shared round").click()
+    page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
     if prompts is not None:
         box = page.get_by_label("Prompts, one per line")
         box.fill(prompts)
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     done = page.get_by_text("denoiser passes").or_(page.get_by_text("Cannot run this round"))
     done.or_(page.get_by_text("The model is not available")).first.wait_for(timeout=timeout_ms)

@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -10,6 +11,10 @@ for _name in [n for n in os.environ if n.startswith("RLLI_") and not n.startswit
     del os.environ[_name]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every store a test opens without naming one lives in a throw-away folder, never in the repository's db/.
+_STORE = tempfile.mkdtemp(prefix="rlli-tests-")
+os.environ["RLLI_DATA_DIR"] = os.path.join(_STORE, "data")
+os.environ["RLLI_DATABASE_URL"] = f"sqlite:///{os.path.join(_STORE, 'rlli.sqlite3')}"
 
 BROWSER_MODULES = ("test_browser.py",)
 

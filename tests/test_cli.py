@@ -125,3 +125,17 @@ def test_bench_sharing_json_on_a_prompts_file(capsys, monkeypatch, tmp_path):
     assert r["calls_independent"] == 3 * 6 * 2
     code, _, err = run(capsys, monkeypatch, "bench", "sharing", "--prompts", str(tmp_path / "nope.txt"))
     assert code == 2 and "error" in err and "nope.txt" in err
+
+
+def test_the_settings_command_never_shows_secrets(capsys, monkeypatch):
+    monkeypatch.setenv("RLLI_LLM_API_KEY", "sk-live-abcdef")
+    monkeypatch.setenv("RLLI_ADMIN_TOKEN", "admin-tok-123")
+    monkeypatch.setenv("RLLI_DATABASE_URL", "postgresql+psycopg://rlli:pa55word@db.example:5432/rlli")
+    code, out, _ = run(capsys, monkeypatch, "settings")
+    assert code == 0
+    for secret in ("sk-live-abcdef", "admin-tok-123", "pa55word"):
+        assert secret not in out
+    assert json.loads(out)["database_url"] == "postgresql+psycopg://rlli:***@db.example:5432/rlli"
+    from rlli.config import Settings
+
+    assert "pa55word" in Settings().database_url, "the working settings keep the real password"
