@@ -134,3 +134,15 @@ def test_injections_in_the_prompt_do_not_move_the_score(llm_server, bad_delivery
     naive = LLMJudge(Settings(), naive_prompt=True)
     if kind == "fake_json":
         assert naive.rate(p, injected).score > naive.rate(p, bad_delivery).score
+
+
+def test_a_broken_model_file_is_a_clear_unavailable_status(tmp_path):
+    from rlli.personas.llm import LLMError, client_for
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF but not really a model")
+    with pytest.raises(LLMError) as e:
+        client_for(Settings(llm_gguf=str(bad), llm_start_timeout_s=60))
+    assert e.value.status == "unavailable" and "exited with code" in e.value.cause
+    r = LLMJudge(Settings(llm_gguf=str(tmp_path / "missing.gguf"))).rate(find_preset("open"), make_delivery("a red car", None))
+    assert r.status == "unavailable" and r.score is None and "no such file" in r.reason

