@@ -38,6 +38,8 @@ class GroupView:
     def prefix_steps(self) -> int:
         return max(self.member_steps, default=0)
 
+    shared_steps = prefix_steps  # the name the store's group records use
+
 
 @dataclass
 class RoundReport:
