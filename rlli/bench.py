@@ -299,3 +299,63 @@ def sample_grid(settings: Settings, out_path, seeds: int = 6) -> dict:
     img.save(out_path)
     return {"path": str(out_path), "prompts": list(GRID_PROMPTS), "seeds": seeds, "pair": list(GRID_PAIR),
             "shared_steps": shares}
+
+
+PERSON_PROMPT = "a red house on grass at sunset"
+
+
+def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None) -> dict:
+    """One app round end to end: 1 person + ``personas`` preset personas whose prompts the LLM author writes;
+    grouping, fork decision, allocation, generation, storage, and the agents' ratings (the person's image as
+    the person and as every preset, each persona's own image as itself), with seconds per phase; then the
+    same images generated independently with no judges, in the same run (the naive way).
+
+    Models are loaded before timing (a running server has them in memory); the database is a fresh one."""
+    import tempfile
+    from pathlib import Path
+
+    from rlli.personas.judge import BigFive
+    from rlli.studio import Ask, Studio, Visitor
+
+    folder = Path(store_dir or tempfile.mkdtemp(prefix="rlli-bench-round-"))
+    s = Settings(**{**{k: getattr(settings, k) for k in settings.model_fields},
+                    "database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data"})
+    studio = Studio(s)
+    names = [p.name for p in studio.presets()][:personas]
+    backbone = get_backbone(s)
+    plan = plan_from(s)
+    _warm_up(Engine(backbone), [Request(PERSON_PROMPT, seed)], plan)
+    studio.service.policy()
+    studio.store()
+    studio.author_prompts(names[:1], seed + 999)  # starts the embedded LLM server, if it is the endpoint
+    judge = studio.judge()
+
+    t0 = time.perf_counter()
+    persona_asks = studio.author_prompts(names, seed)
+    authoring = time.perf_counter() - t0
+    me = Visitor("browser:bench-round-person", BigFive(0.7, 0.4, 0.6, 0.5, 0.4), "tipi")
+    asks = [Ask(PERSON_PROMPT, seed, visitor=me), *persona_asks]
+    deliveries = studio.run_round(asks)
+    t = time.perf_counter()
+    scores = [studio.agent_scores(d.generation_id, wait_s=3600) or [] for d in deliveries]
+    judging = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    report = studio.recent[0].report
+    phases = {"authoring": authoring, **report.accounting["phases_s"], "judging": judging}
+
+    requests = [Request(a.prompt, seed=a.seed, request_id=str(i)) for i, a in enumerate(asks)]
+    t = time.perf_counter()
+    Engine(backbone).run(requests, independent_groups(len(requests)), plan)
+    independent = time.perf_counter() - t
+    ratings = [sc for per in scores for sc in per]
+    return {
+        "requests": len(asks), "personas": names, "prompts": [a.prompt for a in asks],
+        "total_s": round(total, 3), "phases": {k: round(v, 3) for k, v in phases.items()},
+        "dominant_phase": max(phases, key=phases.get), "independent_generation_s": round(independent, 3),
+        "ratings": len(ratings), "ratings_ok": sum(sc.rating.status == "ok" for sc in ratings),
+        "judge": {"backend": judge.backend, "model": judge.model},
+        "groups": len(report.groups), "shared_steps": [o.shared_steps for o in report.outputs],
+        "denoiser_passes": report.accounting["denoiser_passes"],
+        "denoiser_passes_independent": report.accounting["denoiser_passes_independent"],
+        "policy": report.accounting["policy"], "settings": s.public_dict(),
+    }

@@ -119,6 +119,23 @@ def _calibrate_grouping(args, s: Settings) -> int:
     return 0
 
 
+def _bench_round(args) -> int:
+    from rlli.bench import bench_round
+
+    r = bench_round(Settings(), seed=args.seed, personas=args.personas)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"{r['requests']} requests (1 person + {len(r['personas'])} personas), {r['groups']} groups, "
+          f"policy {r['policy']}, judge {r['judge']['backend']}/{r['judge']['model']}")
+    for name, sec in r["phases"].items():
+        print(f"  {name:>14s}  {sec:7.3f} s")
+    print(f"total {r['total_s']:.2f} s (dominant: {r['dominant_phase']}); the same {r['requests']} images generated "
+          f"independently without judges: {r['independent_generation_s']:.2f} s; "
+          f"{r['ratings_ok']}/{r['ratings']} agent ratings valid")
+    return 0
+
+
 def _calibrate(args) -> int:
     from pathlib import Path
 
@@ -276,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backbone_flags(bm)
     bm.add_argument("--json", action="store_true")
     bm.set_defaults(func=_bench)
+
+    br = bench.add_parser("round", help="one app round end to end (1 person + 7 personas), seconds per phase")
+    br.add_argument("--seed", type=int, default=0)
+    br.add_argument("--personas", type=positive_int, default=7)
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=_bench_round)
 
     c = sub.add_parser("calibrate", help="build the fork rule for the configured backbone (or, with --grouping, "
                                          "sweep the grouping threshold)")

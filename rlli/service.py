@@ -9,6 +9,7 @@ user can cause into a :class:`PromptError` with a clear message.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.engine import Engine, Output, Request, independent_groups
+from rlli.grouping import group_prompts
 from rlli.personas.judge import BigFive
 from rlli.policy.api import AllocationReport, Policy, allocate_round, load_policy
 from rlli.policy.sharing import MemberFork, independent_passes, round_from_settings
@@ -133,13 +135,24 @@ class StudioService:
         chosen: dict[str, AllocationReport] = {}
         policy_ = self.policy(policy)
 
+        phases: dict[str, float] = {}
+
         def choose(groups, decision) -> dict[int, int]:
+            t = time.perf_counter()
             chosen["report"] = allocate_round(groups, decision.forks, traits, s, seed, payload, policy_)
+            phases["allocation"] = time.perf_counter() - t
             return chosen["report"].allocation.shared_steps()
 
-        rnd = round_from_settings(s, engine, requests, plan, choose=choose)
+        t = time.perf_counter()
+        groups = group_prompts(prompts, s.group_threshold, s.text_model)
+        phases["grouping"] = time.perf_counter() - t
+        rnd = round_from_settings(s, engine, requests, plan, groups=groups, choose=choose)
+        phases["fork_decision"] = rnd.decision.wall_s
+        phases["generation"] = rnd.result.wall_s.get("total", 0.0)
         outputs = rnd.result.outputs
+        t = time.perf_counter()
         fid = _fidelity(np.stack([o.image for o in outputs]), prompts, backbone.name)
+        phases["scoring"] = time.perf_counter() - t
         accounting = {"denoiser_passes": rnd.passes,
                       "denoiser_passes_generation": rnd.result.denoiser_passes,
                       "denoiser_passes_fork_decision": rnd.decision.passes,
@@ -161,6 +174,7 @@ class StudioService:
                  for gi, (g, p) in enumerate(zip(rnd.groups, rnd.plans))]
         alloc = chosen["report"]
         accounting["policy"] = alloc.allocation.policy
+        accounting["phases_s"] = {k: round(v, 4) for k, v in phases.items()}
         accounting["energy_j"] = {"policy": round(alloc.allocation.energy_j, 3),
                                   "no_sharing": round(alloc.no_sharing.energy_j, 3),
                                   "equal_split": round(alloc.equal.energy_j, 3)}

@@ -274,8 +274,10 @@ class Studio:
             self._round_no += 1
             number = self._round_no
         deliveries = self._deliveries(number, asks, report)
+        t = time.perf_counter()
         with storage_errors("This round"):
             ids = self._record(store, asks, report, deliveries)
+        report.accounting["phases_s"]["storage"] = round(time.perf_counter() - t, 4)
         for d, gid in zip(deliveries, ids.generation_ids):
             d.generation_id = gid
         self.recent.appendleft(RoundView(number, time.time(), [a.who for a in asks], report, traits, deliveries))

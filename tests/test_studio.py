@@ -139,3 +139,14 @@ def test_concurrent_visitors_share_one_round(studio):
         t.join(300)
     assert len({d.round_no for d in out.values()}) == 1, "requests within the window must join one round"
     assert {d.group_size for d in out.values()} == {3}
+
+
+def test_bench_round_reports_every_phase_and_the_naive_way(tmp_path):
+    from rlli.bench import bench_round
+
+    r = bench_round(Settings(persona_judge="trait", round_window_s=0.1), personas=2, store_dir=tmp_path)
+    assert r["requests"] == 3 and r["ratings"] == 1 + len(Studio(Settings()).presets()) + 2
+    assert set(r["phases"]) >= {"authoring", "grouping", "allocation", "fork_decision", "generation", "judging",
+                                "storage"}
+    assert r["total_s"] >= sum(v for k, v in r["phases"].items() if k in ("generation", "judging"))
+    assert r["independent_generation_s"] > 0 and r["dominant_phase"] in r["phases"]
