@@ -1,26 +1,11 @@
-"""RLLI Studio web app (Hugging Face Spaces entry point): `python app.py`."""
+"""RLLI Studio web app (Hugging Face Spaces entry point): `python app.py` = `python -m rlli serve`.
+
+A bad setting prints the same `error: ...` message as the CLI and exits with code 2.
+"""
 
 import sys
 
-from rlli.cli import describe_user_error
-
-
-def main() -> int:
-    from rlli.config import Settings
-    from rlli.ui import launch
-
-    try:
-        settings = Settings()
-        settings.check_device()
-    except Exception as e:
-        message = describe_user_error(e)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    launch(settings)
-    return 0
-
+from rlli.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["serve"]))
