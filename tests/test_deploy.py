@@ -71,7 +71,7 @@ def test_the_entry_command_serves_as_uid_1000_and_writes_only_its_data_folder(tm
     import time
     import urllib.request
 
-    from browser import free_port
+    from tests.browser import free_port
 
     data = tmp_path / "data"
     data.mkdir()
