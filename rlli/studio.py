@@ -283,7 +283,16 @@ class Studio:
         self.recent.appendleft(RoundView(number, time.time(), [a.who for a in asks], report, traits, deliveries))
         for a, d in zip(asks, deliveries):
             self._judging[d.generation_id] = self._judge_pool.submit(self._agents_rate, a, d)
+        self._forget_old_judging()
         return deliveries
+
+    def _forget_old_judging(self, keep: int = 2000) -> None:
+        """Finished agent jobs beyond the newest ``keep`` are dropped (their ratings are in the store)."""
+        if len(self._judging) <= keep:
+            return
+        for gid in sorted(self._judging)[:len(self._judging) - keep]:
+            if self._judging[gid].done():
+                del self._judging[gid]
 
     @staticmethod
     def _deliveries(number: int, asks: list[Ask], report) -> list[Delivered]:
