@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     round_window_s: float = Field(3.0, ge=0.0, le=60.0,
                                   description="a round of the app closes this many seconds after its first request")
     round_max_requests: int = Field(8, ge=1, le=64, description="... or when it holds this many requests")
+    rate_limit_per_min: int = Field(30, ge=0, le=10_000, description="most image requests one network address may "
+                                    "send the app per minute (0 = no limit)")
     admin_token: SecretStr = Field(SecretStr(""), exclude=True, description="token for bulk export and deletion in the app's "
                                    "Data tab; empty = admin functions off (never shown)")
     backup_repo: str = Field("", description="private Hugging Face dataset repo (OWNER/NAME) that receives "

@@ -14,6 +14,7 @@ the page shows as it is.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -74,6 +75,29 @@ class Visitor:
 
 def new_visitor_key() -> str:
     return "browser:" + secrets.token_urlsafe(18)
+
+
+class RateLimiter:
+    """At most ``limit`` events per ``window_s`` seconds for each key (0 = no limit); keys are hashed addresses."""
+
+    def __init__(self, limit: int, window_s: float = 60.0):
+        self.limit, self.window_s = limit, window_s
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, address: str | None) -> bool:
+        if not self.limit or not address:
+            return True
+        key = hashlib.sha256(address.encode()).hexdigest()  # raw addresses are not kept, even in memory
+        now = time.monotonic()
+        with self._lock:
+            q = self._events.setdefault(key, deque())
+            while q and now - q[0] > self.window_s:
+                q.popleft()
+            if len(q) >= self.limit:
+                return False
+            q.append(now)
+            return True
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,7 @@ class Studio:
         self.recent: deque[RoundView] = deque(maxlen=20)
         self._round_no = 0
         self._judging: dict[int, Future] = {}
+        self.limiter = RateLimiter(self.settings.rate_limit_per_min)
         self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agents")
         self._judge = None
 
@@ -220,12 +245,19 @@ class Studio:
         return [Ask(w.prompt, seed=(seed + 7919 * (i + 1)) % 2**31, persona=p)
                 for i, (w, p) in enumerate(zip(written, personas))]
 
+    def check_rate(self, address: str | None) -> None:
+        if not self.limiter.allow(address):
+            raise StudioError(f"Too many requests from your network address: at most {self.limiter.limit} a minute. "
+                              "Please wait a moment.")
+
     def participate(self, visitor: Visitor, raw_prompt: str, invite: list[str] | None = None,
-                    seed: int | None = None) -> list[Delivered]:
+                    seed: int | None = None, address: str | None = None) -> list[Delivered]:
         """A person's request (and the prompts of any personas they invite) joins the next round.
 
-        Returns the person's delivery first, then the invited personas'."""
+        Returns the person's delivery first, then the invited personas'. ``address`` (the client's network
+        address) is rate-limited by ``RLLI_RATE_LIMIT_PER_MIN``."""
         prompt = self.check_prompt(raw_prompt)
+        self.check_rate(address)
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
         party = [Ask(prompt, seed, visitor=visitor)] + self.author_prompts(list(invite or []), seed)
         results = self.batcher.submit(party)
@@ -246,10 +278,11 @@ class Studio:
         return ("The embedded model knows none of the words in this prompt, so the picture is a random scene "
                 "of its small world (see 'What the embedded model can draw').")
 
-    def persona_round(self, names: list[str], seed: int = 0) -> list[Delivered]:
+    def persona_round(self, names: list[str], seed: int = 0, address: str | None = None) -> list[Delivered]:
         """The named personas write prompts and run a round together."""
         if not names:
             raise StudioError("Pick at least one persona.")
+        self.check_rate(address)
         return self.batcher.submit(self.author_prompts(names, int(seed)))
 
     # ---- one round ----------------------------------------------------------------------------------

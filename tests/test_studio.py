@@ -150,3 +150,16 @@ def test_bench_round_reports_every_phase_and_the_naive_way(tmp_path):
                                 "storage"}
     assert r["total_s"] >= sum(v for k, v in r["phases"].items() if k in ("generation", "judging"))
     assert r["independent_generation_s"] > 0 and r["dominant_phase"] in r["phases"]
+
+
+def test_one_address_is_rate_limited_and_others_are_not(studio):
+    s = Settings.model_validate({**studio.settings.model_dump(), "rate_limit_per_min": 2})
+    limited = Studio(s, store=studio.store(), service=studio.service)
+    for seed in (21, 22):
+        limited.participate(ME, "a red car on a street", seed=seed, address="203.0.113.7")
+    with pytest.raises(StudioError, match="at most 2 a minute"):
+        limited.participate(ME, "a red car on a street", seed=23, address="203.0.113.7")
+    limited.participate(ME, "a red car on a street", seed=24, address="198.51.100.1")
+    with pytest.raises(StudioError, match="Enter a prompt"):  # bad input is refused before it counts
+        limited.participate(ME, "", address="198.51.100.1")
+    assert limited.limiter.allow("198.51.100.1") and not limited.limiter.allow("198.51.100.1")

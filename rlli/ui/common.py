@@ -23,3 +23,9 @@ def visitor_from(key: str | None, profile) -> Visitor:
 def agent_table(scores: list[AgentScore]) -> list[list]:
     """Rows for a gr.Dataframe (its "str" cells are shown as plain text, never as markup)."""
     return [[s.persona, "yes" if s.as_you else "", s.rating.score, s.rating.reason, s.rating.status] for s in scores]
+
+
+def client_address(request) -> str | None:
+    """The caller's network address from Gradio's request (for rate limits; hashed before it is kept)."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)

@@ -12,7 +12,7 @@ import gradio as gr
 
 from rlli.studio import MAX_RAW_PROMPT, Delivered, Studio, StudioError
 from rlli.ui import about
-from rlli.ui.common import agent_table, visitor_from
+from rlli.ui.common import agent_table, client_address, visitor_from
 
 AGENT_HEADERS = ["agent", "as you?", "score", "reason", "status"]
 
@@ -92,12 +92,12 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
     skip_tipi.click(lambda: ([None, "skipped"], "Skipped: agents will rate only as the preset personas."),
                     None, [profile, profile_md], api_name=False)
 
-    def on_go(key, prof, text, invited, progress=gr.Progress()):
+    def on_go(key, prof, text, invited, request: gr.Request, progress=gr.Progress()):
         locked = gr.Slider(interactive=False), gr.Textbox(interactive=False), gr.Button(interactive=False)
         try:
             visitor = visitor_from(key, prof)
             progress(0.1, desc="joining a round (waiting for other requests)")
-            results = studio.participate(visitor, text, invited or [])
+            results = studio.participate(visitor, text, invited or [], address=client_address(request))
         except StudioError as e:
             return (None, f"**Cannot run this request:** {html.escape(str(e))}", gr.Gallery(visible=False), None,
                     *locked, "", gr.Dataframe(visible=False))

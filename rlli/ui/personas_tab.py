@@ -8,6 +8,7 @@ import gradio as gr
 
 from rlli.studio import Studio, StudioError
 from rlli.ui import about
+from rlli.ui.common import client_address
 
 ROW_HEADERS = ["persona", "O", "C", "E", "A", "N", "prompt", "group", "shared steps", "own score", "reason"]
 
@@ -28,10 +29,10 @@ def build(studio: Studio) -> None:
     gallery = gr.Gallery(label="What each persona got", columns=4, height="auto")
     table = gr.Dataframe(headers=ROW_HEADERS, label="Round", interactive=False, wrap=True)
 
-    def on_go(names, seed_value, progress=gr.Progress()):
+    def on_go(names, seed_value, request: gr.Request, progress=gr.Progress()):
         try:
             progress(0.1, desc="personas are writing prompts")
-            results = studio.persona_round(list(names or []), int(seed_value or 0))
+            results = studio.persona_round(list(names or []), int(seed_value or 0), address=client_address(request))
         except (StudioError, ValueError) as e:
             return f"**Cannot run this round:** {html.escape(str(e))}", None, None
         progress(0.7, desc="personas are rating their images")
