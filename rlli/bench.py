@@ -318,8 +318,7 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
     from rlli.studio import Ask, Studio, Visitor
 
     folder = Path(store_dir or tempfile.mkdtemp(prefix="rlli-bench-round-"))
-    s = Settings(**{**{k: getattr(settings, k) for k in settings.model_fields},
-                    "database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data"})
+    s = settings.model_copy(update={"database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data"})
     studio = Studio(s)
     names = [p.name for p in studio.presets()][:personas]
     backbone = get_backbone(s)

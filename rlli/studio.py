@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from rlli.batcher import RoundBatcher
-from rlli.config import Settings, SettingsError
+from rlli.config import Settings
 from rlli.personas.judge import BigFive, Persona, Rating
-from rlli.prompts import PromptError, clean_prompt
+from rlli.prompts import clean_prompt
 from rlli.service import RoundReport, StudioService
 
 log = logging.getLogger(__name__)
@@ -503,14 +503,5 @@ class Studio:
         return pairs, rows, all_figures(pairs, rows)
 
 
-def settings_problem(settings: Settings) -> str | None:
-    """A message when the settings cannot work on this machine (for the page), else None."""
-    try:
-        settings.check_device()
-    except SettingsError as e:
-        return str(e)
-    return None
-
-
-__all__ = ["Ask", "AgentScore", "Delivered", "PromptError", "RoundView", "Studio", "StudioError", "Visitor",
+__all__ = ["Ask", "AgentScore", "Delivered", "RoundView", "Studio", "StudioError", "Visitor",
            "new_visitor_key"]
