@@ -1,6 +1,7 @@
 """The page in a real browser: paste prompts, press Generate, see groups, images and messages."""
 
 import os
+import re
 
 import pytest
 
@@ -56,21 +57,21 @@ def test_a_persons_journey_and_every_tab(tmp_path):
         for i, answer in enumerate([6, 2, 5, 3, 7, 2, 6, 2, 5, 1]):
             items.nth(i).get_by_text(str(answer), exact=True).click()
         page.get_by_role("button", name="Use my answers").click()
-        page.get_by_text("Your Big-Five scores").wait_for(timeout=30_000)
+        page.get_by_text(re.compile(r"^Your Big-Five scores: ")).wait_for(timeout=30_000)
         page.get_by_label("Your prompt").fill("a red house on grass at sunset")
         page.get_by_role("button", name="Generate my image").click()
-        page.get_by_text("allocation by").wait_for(timeout=240_000)
+        page.get_by_text("allocation by").first.wait_for(timeout=240_000)
         assert page.get_by_text("agents' scores of your image", exact=False).count() == 0, "shown before rating"
         page.get_by_label("Why? (optional)").fill("the colours are right")
         page.screenshot(path=str(shots / "participate.png"), full_page=True)
         page.get_by_role("button", name="Submit my rating").click()
-        page.get_by_text("your rating is stored").wait_for(timeout=180_000)
+        page.get_by_text("your rating is stored").first.wait_for(timeout=180_000)
         assert page.get_by_text("you (agent)").first.is_visible()
         assert page.get_by_role("button", name="Submit my rating").is_disabled()
 
         page.get_by_role("tab", name="Agreement").click()
         page.get_by_role("button", name="Refresh").click()
-        page.get_by_text("human-agent pairs").wait_for(timeout=120_000)
+        page.get_by_text("human-agent pairs").first.wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "agreement.png"), full_page=True)
 
