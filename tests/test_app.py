@@ -127,3 +127,46 @@ def test_twenty_concurrent_visitors_each_rate_once_and_nothing_is_lost(client):
     raters = {r[0] for r in load}
     assert len({(r[0], r[1]) for r in load}) == len(load), "no duplicated rating"
     assert len(raters) >= 20, "no lost rating"
+
+
+@pytest.mark.slow
+def test_a_hugging_face_login_is_one_rater_across_browsers(monkeypatch, tmp_path):
+    """On a Space with hf_oauth: true the page offers a login; a signed-in person is one rater whatever
+    browser they use, and nobody can claim an account key without the login. Gradio's local stand-in for
+    the Hub's OAuth routes logs in a fixed profile (no network)."""
+    import gradio.oauth
+    import httpx
+    from gradio_client import Client
+
+    from rlli.ui import build_demo
+
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "test-client")
+    monkeypatch.setattr(gradio.oauth, "_get_mocked_oauth_info", lambda: {
+        "access_token": "t", "token_type": "bearer", "expires_in": 3600, "id_token": "x", "scope": "openid profile",
+        "userinfo": {"sub": "1", "name": "Alice", "preferred_username": "alice-rater", "profile": "", "picture": ""}})
+    settings = Settings(steps=6, port=_free_port(), persona_judge="trait", round_window_s=0.3,
+                        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", data_dir=tmp_path / "data")
+    demo = build_demo(settings)
+    assert any(isinstance(b, gradio.LoginButton) for b in demo.blocks.values())
+    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{settings.port}/"
+    try:
+        login = httpx.get(url + "login/callback?_target_url=/", follow_redirects=False)
+        session = login.cookies.get("session")
+        assert session, "the login must set a session cookie"
+        signed_in = {"Cookie": f"session={session}"}
+        laptop = Client(url, verbose=False, headers=signed_in)
+        image, story, *_ = laptop.predict("browser:laptop-key-0001", "a red house on grass at sunset", [],
+                                          api_name="/participate")
+        assert image and "Round" in story
+        assert laptop.predict("browser:laptop-key-0001", 7, "", api_name="/rate")[0].startswith("Thanks")
+        phone = Client(url, verbose=False, headers=signed_in)  # the same account in another browser
+        path, _ = phone.predict("browser:phone-key-00002", api_name="/my_ratings")
+        assert len(open(path, encoding="utf-8").read().splitlines()) == 2  # header + the laptop's rating
+        stranger = Client(url, verbose=False)
+        none, message = stranger.predict("huggingface:alice-rater", api_name="/my_ratings")
+        assert none is None and "Sign in" in message
+        anonymous, _ = stranger.predict("browser:phone-key-00002", api_name="/my_ratings")
+        assert len(open(anonymous, encoding="utf-8").read().splitlines()) == 1  # that browser alone rated nothing
+    finally:
+        demo.close()

@@ -89,6 +89,18 @@ def test_save_load_round_trip_gives_the_same_actions(tiny_runs, tmp_path, algo):
         assert not np.array_equal(raw1, raw2)
 
 
+def test_traced_diffusion_actor_gives_the_eager_actions(tiny_runs):
+    """The deployed G-DDPG runs a TorchScript trace of its reverse chain: same noise, same actions."""
+    actor, _ = load_actor(tiny_runs["gddpg"][1])
+    traced = actor.traced()
+    rounds = sample_states(np.random.default_rng(4), 6, P3, kind_curves(ASSETS / "calibration.json", P3.steps))
+    obs = encode(rounds, P3)
+    for i in range(len(obs)):  # one round at a time: the trace
+        assert np.allclose(act(traced, obs[i:i + 1], seed=i), act(actor, obs[i:i + 1], seed=i), atol=1e-6)
+    assert np.array_equal(act(traced, obs, seed=9), act(actor, obs, seed=9))  # a batch: the actor itself
+    assert not np.allclose(act(traced, obs[:1], seed=1), act(traced, obs[:1], seed=2))
+
+
 def test_same_seed_same_training(tmp_path):
     runs = []
     for i in range(2):

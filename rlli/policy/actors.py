@@ -75,25 +75,54 @@ class DiffusionActor(nn.Module):
         self.register_buffer("coef_xt", (1.0 - ac_prev) * torch.sqrt(alphas) / (1.0 - ac))
         self.register_buffer("log_var", torch.log(torch.clamp(var, min=1e-20)))
 
+    def draw_noise(self, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Every random number one reverse chain uses, in the order it uses them: x_T, then one draw per
+        step t = T-1 .. 1, as a (T, batch, act_dim) tensor."""
+        return torch.stack([torch.randn((batch, self.act_dim), generator=generator, device=device)
+                            for _ in range(self.denoise_steps)])
+
     def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.reverse(obs, self.draw_noise(obs.shape[0], generator, obs.device))
+
+    def reverse(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The reverse chain from given noise (see :meth:`draw_noise`): deterministic, so it can be traced."""
         b = obs.shape[0]
-        x = torch.randn((b, self.act_dim), generator=generator, device=obs.device)
+        x = noise[0]
         state_emb = self.net.state_mlp(obs)  # the same at every step: computed once (GDMOPT recomputes it)
         for i in reversed(range(self.denoise_steps)):
             t = torch.full((b,), i, dtype=torch.long, device=obs.device)
             eps = self.net(x, t, state_emb=state_emb)
             x0 = (self.sqrt_recip_ac[i] * x - self.sqrt_recipm1_ac[i] * eps).clamp(-1.0, 1.0)
             mean = self.coef_x0[i] * x0 + self.coef_xt[i] * x
-            if i > 0:
-                x = mean + torch.exp(0.5 * self.log_var[i]) * torch.randn(x.shape, generator=generator,
-                                                                           device=obs.device)
-            else:
-                x = mean
+            x = mean + torch.exp(0.5 * self.log_var[i]) * noise[self.denoise_steps - i] if i > 0 else mean
         return x.clamp(-1.0, 1.0)
+
+    def traced(self) -> TracedDiffusionActor:
+        """This actor for deciding one round at a time: the reverse chain traced by TorchScript (the same
+        numbers, about 3x less Python overhead on a CPU; see ``bench policy``)."""
+        return TracedDiffusionActor(self)
 
     def config(self) -> dict:
         return {"kind": self.kind, "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
                 "denoise_steps": self.denoise_steps}
+
+
+class TracedDiffusionActor(nn.Module):
+    """A trained :class:`DiffusionActor` for inference: batches of one go through a TorchScript trace of
+    its reverse chain, other batch sizes through the actor itself; same noise, same actions."""
+
+    kind = "gddpg"
+
+    def __init__(self, actor: DiffusionActor):
+        super().__init__()
+        self.actor = actor.eval()
+        with torch.no_grad():
+            example = (torch.zeros(1, actor.obs_dim), actor.draw_noise(1))
+            self.chain = torch.jit.trace_module(actor, {"reverse": example}, check_trace=False)
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = self.actor.draw_noise(obs.shape[0], generator, obs.device)
+        return self.chain.reverse(obs, noise) if obs.shape[0] == 1 else self.actor.reverse(obs, noise)
 
 
 class MLPActor(nn.Module):

@@ -251,6 +251,8 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
         if meta.get("obs_dim") != want:
             raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, these have {want} "
                              f"(RLLI_POLICY_K_MAX={s.policy_k_max})")
+        if hasattr(actor, "traced"):
+            actor = actor.traced()  # one round at a time, with less Python overhead per denoising step
     except (ValueError, OSError, ImportError) as e:
         return BaselinePolicy("greedy", Notice("fallback", f"the {name} policy could not load ({e}); the greedy "
                                                            "heuristic allocates instead"))

@@ -8,6 +8,8 @@ Named API endpoints for ``gradio_client``: ``/participate``, ``/tipi``, ``/rate`
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 
 from rlli.config import Settings
@@ -39,6 +41,12 @@ def vocabulary_markdown() -> str:
             f"- look: {words(world.WARMTH_WORDS)}, {words(world.DETAIL_WORDS)}")
 
 
+def hf_login_enabled() -> bool:
+    """True on a Hugging Face Space with ``hf_oauth: true`` in its README front matter (the Space then sets
+    OAUTH_CLIENT_ID and friends): the page offers "Sign in with Hugging Face"."""
+    return bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+
 def build_demo(settings: Settings | None = None, studio: Studio | None = None) -> gr.Blocks:
     from rlli.ui import agreement_tab, data_tab, participate_tab, personas_tab, round_tab, system_tab
 
@@ -50,6 +58,9 @@ def build_demo(settings: Settings | None = None, studio: Studio | None = None) -
     with gr.Blocks(title=about.TITLE, delete_cache=(600, 3600)) as demo:
         browser_key = gr.BrowserState(None, storage_key="rlli-visitor")
         gr.Markdown(about.INTRO)
+        if hf_login_enabled():
+            gr.LoginButton()
+            gr.Markdown(about.HF_LOGIN)
         if embedded:
             with gr.Accordion("What the embedded model can draw", open=False):
                 gr.Markdown(vocabulary_markdown())

@@ -12,7 +12,8 @@ ratings with the agents'."""
 CONSENT = """### Before you start
 This is a research demo. If you take part, we store **your prompt, the image you got, your rating and
 its reason, and your Big-Five scores if you fill in the questionnaire**, under an anonymous id (a salted
-hash of a random token kept in your browser - never your name or IP address). The data is used to
+hash of a random token kept in your browser, or of your Hugging Face username if you sign in - never
+your name or IP address). The data is used to
 compare people's quality-of-experience ratings with those of LLM agents, and may be published as an
 anonymous data set. You can download your own ratings at any time in the *Data* tab. Do not enter
 personal information in prompts."""
@@ -32,3 +33,6 @@ stronger endpoint (see the README) for meaningful agent ratings."""
 AFTER_RATING = "Thanks - your rating is stored. Here is what the agents said about the same image:"
 
 NOT_YET = "Generate an image first."
+
+HF_LOGIN = """*Optional:* sign in with Hugging Face to keep your ratings under your account (stored as a salted
+hash, like every id) across browsers and devices. Without signing in, this browser keeps an anonymous id."""

@@ -5,9 +5,20 @@ from __future__ import annotations
 from rlli.personas.judge import BigFive
 from rlli.studio import AgentScore, StudioError, Visitor
 
+ACCOUNT_PREFIX = "huggingface:"
 
-def visitor_from(key: str | None, profile) -> Visitor:
-    """The visitor of this browser: its stored anonymous key and the profile chosen in this session."""
+
+def visitor_from(key: str | None, profile, account=None) -> Visitor:
+    """The visitor of this browser: its stored anonymous key and the profile chosen in this session.
+
+    ``account`` is the Hugging Face login (``gr.OAuthProfile``) on a Space with ``hf_oauth: true``: when
+    someone is signed in, their ratings are kept under their account (hashed like every id), so the same
+    person is one rater across browsers and devices."""
+    username = getattr(account, "username", None)
+    if username:
+        key = ACCOUNT_PREFIX + str(username)
+    elif isinstance(key, str) and key.startswith(ACCOUNT_PREFIX):  # only a login makes an account key
+        raise StudioError("Sign in with Hugging Face to use your account; this browser's id is not valid.")
     if not key:
         raise StudioError("This browser has no visitor id yet; reload the page.")
     traits, instrument = None, ""

@@ -16,9 +16,9 @@ def build(studio: Studio, browser_key: gr.BrowserState) -> None:
     mine_file = gr.File(label="Your ratings", interactive=False)
     mine_msg = gr.Markdown("")
 
-    def on_mine(key):
+    def on_mine(key, account: gr.OAuthProfile | None):
         try:
-            return str(studio.my_ratings_file(visitor_from(key, None))), ""
+            return str(studio.my_ratings_file(visitor_from(key, None, account))), ""
         except StudioError as e:
             return None, f"**{html.escape(str(e))}**"
 

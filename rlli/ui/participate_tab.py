@@ -92,10 +92,11 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
     skip_tipi.click(lambda: ([None, "skipped"], "Skipped: agents will rate only as the preset personas."),
                     None, [profile, profile_md], api_name=False)
 
-    def on_go(key, prof, text, invited, request: gr.Request, progress=gr.Progress()):
+    def on_go(key, prof, text, invited, request: gr.Request, account: gr.OAuthProfile | None,
+              progress=gr.Progress()):
         locked = gr.Slider(interactive=False), gr.Textbox(interactive=False), gr.Button(interactive=False)
         try:
-            visitor = visitor_from(key, prof)
+            visitor = visitor_from(key, prof, account)
             progress(0.1, desc="joining a round (waiting for other requests)")
             results = studio.participate(visitor, text, invited or [], address=client_address(request))
         except StudioError as e:
@@ -112,11 +113,11 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
              api_name="participate", concurrency_limit=studio.settings.round_max_requests,
              concurrency_id="rounds")
 
-    def on_rate(key, prof, gid, value, why, progress=gr.Progress()):
+    def on_rate(key, prof, gid, value, why, account: gr.OAuthProfile | None, progress=gr.Progress()):
         if gid is None:
             return about.NOT_YET, gr.Button(), gr.Slider(), gr.Textbox(), gr.Dataframe(visible=False)
         try:
-            stored, message = studio.rate(visitor_from(key, prof), gid, value, why)
+            stored, message = studio.rate(visitor_from(key, prof, account), gid, value, why)
         except StudioError as e:
             return f"**{html.escape(str(e))}**", gr.Button(), gr.Slider(), gr.Textbox(), gr.Dataframe(visible=False)
         progress(0.5, desc="waiting for the agents' scores")
