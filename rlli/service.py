@@ -10,6 +10,7 @@ user can cause into a :class:`PromptError` with a clear message.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ from rlli.policy.sharing import MemberFork, independent_passes, round_from_setti
 from rlli.prompts import PromptError, parse_prompts
 
 MAX_SEED = 2**31 - 1
+PHASES = ("grouping", "fork decision", "allocation", "generation", "scoring")  # in the order a round runs them
 
 
 @dataclass
@@ -121,10 +123,13 @@ class StudioService:
         return self.run_requests(requests, compare=compare)
 
     def run_requests(self, requests: list[Request], traits: list[BigFive] | None = None, compare: bool = False,
-                     policy: str | None = None) -> RoundReport:
+                     policy: str | None = None, on_phase: Callable[[str], None] | None = None) -> RoundReport:
         """One round of ``requests`` (prompts already checked): the fork decisions, then the policy's allocation
-        for users with these Big-Five ``traits`` (default: population-average users), then generation."""
+        for users with these Big-Five ``traits`` (default: population-average users), then generation.
+
+        ``on_phase(name)`` is told when each phase starts (:data:`PHASES`, in order), for progress bars."""
         s = self.settings
+        phase = on_phase or (lambda name: None)
         prompts = [r.prompt for r in requests]
         backbone = self.backbone()
         engine = Engine(backbone)
@@ -138,18 +143,23 @@ class StudioService:
         phases: dict[str, float] = {}
 
         def choose(groups, decision) -> dict[int, int]:
+            phase("allocation")
             t = time.perf_counter()
             chosen["report"] = allocate_round(groups, decision.forks, traits, s, seed, payload, policy_)
             phases["allocation"] = time.perf_counter() - t
+            phase("generation")
             return chosen["report"].allocation.shared_steps()
 
+        phase("grouping")
         t = time.perf_counter()
         groups = group_prompts(prompts, s.group_threshold, s.text_model)
         phases["grouping"] = time.perf_counter() - t
+        phase("fork decision")
         rnd = round_from_settings(s, engine, requests, plan, groups=groups, choose=choose)
         phases["fork_decision"] = rnd.decision.wall_s
         phases["generation"] = rnd.result.wall_s.get("total", 0.0)
         outputs = rnd.result.outputs
+        phase("scoring")
         t = time.perf_counter()
         fid = _fidelity(np.stack([o.image for o in outputs]), prompts, backbone.name)
         phases["scoring"] = time.perf_counter() - t

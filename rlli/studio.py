@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from rlli.batcher import RoundBatcher
 from rlli.config import Settings
 from rlli.personas.judge import BigFive, Persona, Rating
 from rlli.prompts import clean_prompt
-from rlli.service import RoundReport, StudioService
+from rlli.service import PHASES, RoundReport, StudioService
 
 log = logging.getLogger(__name__)
 
+ROUND_PHASES = (*PHASES, "storage")  # what a person's progress bar shows, in order
 MAX_RAW_PROMPT = 2000  # characters accepted from the page before any cleaning (the cleaned limit is a setting)
 JUDGE_WAIT_S = 120.0  # how long a rating waits for the agents' scores of the same image
 
@@ -108,6 +110,7 @@ class Ask:
     seed: int
     visitor: Visitor | None = None
     persona: Persona | None = None
+    on_phase: Callable[[str], None] | None = None  # told when each phase of its round starts (progress bars)
 
     @property
     def who(self) -> str:
@@ -251,15 +254,17 @@ class Studio:
                               "Please wait a moment.")
 
     def participate(self, visitor: Visitor, raw_prompt: str, invite: list[str] | None = None,
-                    seed: int | None = None, address: str | None = None) -> list[Delivered]:
+                    seed: int | None = None, address: str | None = None,
+                    on_phase: Callable[[str], None] | None = None) -> list[Delivered]:
         """A person's request (and the prompts of any personas they invite) joins the next round.
 
         Returns the person's delivery first, then the invited personas'. ``address`` (the client's network
-        address) is rate-limited by ``RLLI_RATE_LIMIT_PER_MIN``."""
+        address) is rate-limited by ``RLLI_RATE_LIMIT_PER_MIN``. ``on_phase(name)`` hears each phase of the
+        round as it starts (:data:`ROUND_PHASES`)."""
         prompt = self.check_prompt(raw_prompt)
         self.check_rate(address)
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
-        party = [Ask(prompt, seed, visitor=visitor)] + self.author_prompts(list(invite or []), seed)
+        party = [Ask(prompt, seed, visitor=visitor, on_phase=on_phase)] + self.author_prompts(list(invite or []), seed)
         results = self.batcher.submit(party)
         unknown = self.vocabulary_notice(prompt)
         if unknown:
@@ -302,11 +307,21 @@ class Studio:
         store = self.store()
         requests = [Request(a.prompt, seed=a.seed, request_id=str(i)) for i, a in enumerate(asks)]
         traits = [a.traits for a in asks]
-        report = self.service.run_requests(requests, traits=traits)
+        listeners = [a.on_phase for a in asks if a.on_phase is not None]
+
+        def phase(name: str) -> None:
+            for tell in listeners:
+                try:
+                    tell(name)
+                except Exception:  # a progress bar that fails must not fail the round
+                    log.debug("a phase listener failed", exc_info=True)
+
+        report = self.service.run_requests(requests, traits=traits, on_phase=phase)
         with self._count_lock:
             self._round_no += 1
             number = self._round_no
         deliveries = self._deliveries(number, asks, report)
+        phase("storage")
         t = time.perf_counter()
         with storage_errors("This round"):
             ids = self._record(store, asks, report, deliveries)
@@ -503,5 +518,5 @@ class Studio:
         return pairs, rows, all_figures(pairs, rows)
 
 
-__all__ = ["Ask", "AgentScore", "Delivered", "RoundView", "Studio", "StudioError", "Visitor",
+__all__ = ["Ask", "AgentScore", "Delivered", "ROUND_PHASES", "RoundView", "Studio", "StudioError", "Visitor",
            "new_visitor_key"]

@@ -170,3 +170,22 @@ def test_a_hugging_face_login_is_one_rater_across_browsers(monkeypatch, tmp_path
         assert len(open(anonymous, encoding="utf-8").read().splitlines()) == 1  # that browser alone rated nothing
     finally:
         demo.close()
+
+
+@pytest.mark.slow
+def test_every_waiting_visitor_sees_its_rounds_phases(client):
+    """Progress per phase reaches each visitor of a shared round, not only the one whose thread runs it."""
+    import time
+
+    from gradio_client import Client
+
+    visitors = [Client(client.src, verbose=False) for _ in range(2)]
+    jobs = [c.submit(f"browser:progress-key-{i:04d}", "a red house on grass", [], api_name="/participate")
+            for i, c in enumerate(visitors)]
+    seen: list[set[str]] = [set(), set()]
+    while not all(j.done() for j in jobs):
+        for i, j in enumerate(jobs):
+            seen[i].update(p.desc for p in (j.status().progress_data or []) if p.desc)
+        time.sleep(0.02)
+    for descs in seen:
+        assert any(d.startswith("your round: ") for d in descs), descs

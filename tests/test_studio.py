@@ -141,6 +141,31 @@ def test_concurrent_visitors_share_one_round(studio):
     assert {d.group_size for d in out.values()} == {3}
 
 
+def test_every_person_in_a_round_hears_its_phases_in_order(studio):
+    """The progress bar: each waiting person (not only the one whose thread runs the round) hears every phase."""
+    from rlli.studio import ROUND_PHASES
+
+    heard: dict[int, list[str]] = {0: [], 1: []}
+
+    def go(i):
+        studio.participate(Visitor(f"browser:phases-{i:04d}"), "a blue boat on a lake", seed=i,
+                           on_phase=heard[i].append)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in heard]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert heard[0] == heard[1] == list(ROUND_PHASES)
+
+
+def test_a_failing_progress_listener_does_not_fail_the_round(studio):
+    def broken(name):
+        raise RuntimeError("the page went away")
+
+    assert studio.participate(Visitor("browser:phases-broken"), "a red car", seed=3, on_phase=broken)[0].image is not None
+
+
 def test_bench_round_reports_every_phase_and_the_naive_way(tmp_path):
     from rlli.bench import bench_round
 

@@ -6,11 +6,12 @@ disabled once used (one rating per rater and image, enforced by the store as wel
 
 from __future__ import annotations
 
+import contextvars
 import html
 
 import gradio as gr
 
-from rlli.studio import MAX_RAW_PROMPT, Delivered, Studio, StudioError
+from rlli.studio import MAX_RAW_PROMPT, ROUND_PHASES, Delivered, Studio, StudioError
 from rlli.ui import about
 from rlli.ui.common import agent_table, client_address, visitor_from
 
@@ -97,8 +98,17 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
         locked = gr.Slider(interactive=False), gr.Textbox(interactive=False), gr.Button(interactive=False)
         try:
             visitor = visitor_from(key, prof, account)
-            progress(0.1, desc="joining a round (waiting for other requests)")
-            results = studio.participate(visitor, text, invited or [], address=client_address(request))
+            progress(0.05, desc="joining a round (waiting for other requests)")
+            # The round may run on another visitor's thread; Gradio finds this event's progress bar through
+            # context variables, so the phases are reported inside a copy of this handler's context.
+            here = contextvars.copy_context()
+
+            def on_phase(name: str) -> None:
+                done = ROUND_PHASES.index(name) if name in ROUND_PHASES else 0
+                here.run(progress, 0.1 + 0.85 * done / len(ROUND_PHASES), desc=f"your round: {name}")
+
+            results = studio.participate(visitor, text, invited or [], address=client_address(request),
+                                         on_phase=on_phase)
         except StudioError as e:
             return (None, f"**Cannot run this request:** {html.escape(str(e))}", gr.Gallery(visible=False), None,
                     *locked, "", gr.Dataframe(visible=False))
