@@ -159,10 +159,14 @@ def _calibrate(args) -> int:
             print(f"error: {Path(args.from_pairs).name} is not a pairs file from `calibrate --pairs-out` "
                   f"({type(e).__name__})", file=sys.stderr)
             return 2
-    rule, pairs = calibrate_fork_rule(
-        Engine(backbone), plan, measured_with(backbone.name, plan, s.text_model), n_anchors=args.anchors,
-        heldout=args.heldout, seed=args.seed, target_broken=break_budget(s), probe_step=args.probe_step,
-        text_model=s.text_model, chunk=args.chunk, pairs=pairs, log=lambda m: print(m, flush=True))
+    try:
+        rule, pairs = calibrate_fork_rule(
+            Engine(backbone), plan, measured_with(backbone.name, plan, s.text_model), n_anchors=args.anchors,
+            heldout=args.heldout, seed=args.seed, target_broken=break_budget(s), probe_step=args.probe_step,
+            text_model=s.text_model, chunk=args.chunk, pairs=pairs, log=lambda m: print(m, flush=True))
+    except ValueError as e:  # too few anchors, or pairs that cannot be fitted
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = write_rule(rule, args.out or fork_rule_path(s))
     print(f"wrote {out}")
     op = rule["operating_point"]

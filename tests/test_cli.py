@@ -64,6 +64,7 @@ def test_settings_come_from_the_environment(capsys, monkeypatch):
     (("bench", "model", "--seeds", "-3"), "at least 1"),
     (("calibrate", "--anchors", "0"), "at least 1"),
     (("calibrate", "--steps", "0"), "at least 1"),
+    (("calibrate", "--anchors", "4", "--heldout", "2"), "at least 8 anchors"),
     (("train", "tiny-t2i", "--threads", "zero"), "whole number"),
 ])
 def test_bad_flags_are_refused_with_a_message(capsys, monkeypatch, args, says):
