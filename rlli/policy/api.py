@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from rlli.network.params import SystemParams
 from rlli.network.state import RoundState, empty_state, encode, obs_dim, sample_links
 from rlli.policy.baselines import BASELINES
 from rlli.policy.forks import check_forks
+
+log = logging.getLogger(__name__)
 
 POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle")
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
@@ -252,7 +255,10 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
             raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, these have {want} "
                              f"(RLLI_POLICY_K_MAX={s.policy_k_max})")
         if hasattr(actor, "traced"):
-            actor = actor.traced()  # one round at a time, with less Python overhead per denoising step
+            try:
+                actor = actor.traced()  # one round at a time, with less Python overhead per denoising step
+            except RuntimeError as e:  # a TorchScript that cannot trace it: the eager actor, same actions
+                log.warning("the %s actor could not be traced (%s); it runs eagerly", name, e)
     except (ValueError, OSError, ImportError) as e:
         return BaselinePolicy("greedy", Notice("fallback", f"the {name} policy could not load ({e}); the greedy "
                                                            "heuristic allocates instead"))
