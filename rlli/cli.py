@@ -254,6 +254,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, a whole number from 0 to 2**31 - 1 (what every generator here accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2147483647, got {value}")
+    return value
+
+
 def unit_float(text: str) -> float:
     """argparse type: a finite number in [-1, 1] (cosine similarities; rejects 5 and nan)."""
     try:
@@ -283,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = b.add_subparsers(dest="what", required=True, metavar="WHAT")
     bs = bench.add_parser("sharing", help="shared vs independent generation on the same seeds")
     bs.add_argument("--prompts", help="a file of prompts, one per line (default: a fixed mix of 16)")
-    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--seed", type=seed_int, default=0)
     bs.add_argument("--repeats", type=positive_int, default=4, help="rounds with fresh seeds (default 4)")
     bs.add_argument("--group-threshold", type=unit_float, default=None)
     bs.add_argument("--oracle", action="store_true",
@@ -292,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--json", action="store_true")
     bs.set_defaults(func=_bench)
     bm = bench.add_parser("model", help="the embedded model on 64 held-out prompts")
-    bm.add_argument("--seed", type=int, default=0)
+    bm.add_argument("--seed", type=seed_int, default=0)
     bm.add_argument("--seeds", type=positive_int, default=3, help="seeds per held-out prompt")
     _add_backbone_flags(bm)
     bm.add_argument("--json", action="store_true")
     bm.set_defaults(func=_bench)
 
     br = bench.add_parser("round", help="one app round end to end (1 person + 7 personas), seconds per phase")
-    br.add_argument("--seed", type=int, default=0)
+    br.add_argument("--seed", type=seed_int, default=0)
     br.add_argument("--personas", type=positive_int, default=7)
     br.add_argument("--json", action="store_true")
     br.set_defaults(func=_bench_round)
@@ -308,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "sweep the grouping threshold)")
     c.add_argument("--anchors", type=positive_int, default=140, help="anchors the rule is fitted on (default 140)")
     c.add_argument("--heldout", type=positive_int, default=60, help="anchors it is validated on (default 60)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=seed_int, default=0)
     c.add_argument("--from-pairs", default="", help="refit from pairs an earlier run wrote with --pairs-out "
                                                     "(no generation)")
     c.add_argument("--probe-step", type=int, choices=range(0, 4), default=1,
@@ -328,13 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     tt = train.add_parser("tiny-t2i", help="the embedded text-to-image model")
     tt.add_argument("--minutes", type=float, default=110.0, help="wall-clock budget (default 110)")
     tt.add_argument("--images", type=positive_int, default=40_000, help="training images (default 40000)")
-    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--seed", type=seed_int, default=0)
     tt.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1: leaves a core free)")
     tt.add_argument("--out", default="", help="weights folder (default assets/tiny-t2i)")
     tt.add_argument("--run-dir", default="", help="checkpoints and data cache (default runs/tiny-t2i)")
     tt.set_defaults(func=_train)
     tp = train.add_parser("probe", help="the attribute probe of the embedded world")
-    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--seed", type=seed_int, default=0)
     tp.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate trained models")

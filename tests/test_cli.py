@@ -66,6 +66,8 @@ def test_settings_come_from_the_environment(capsys, monkeypatch):
     (("calibrate", "--steps", "0"), "at least 1"),
     (("calibrate", "--anchors", "4", "--heldout", "2"), "at least 8 anchors"),
     (("train", "tiny-t2i", "--threads", "zero"), "whole number"),
+    (("train", "tiny-t2i", "--seed", "-1"), "between 0 and"),
+    (("agreement", "--seed", "99999999999"), "between 0 and"),
 ])
 def test_bad_flags_are_refused_with_a_message(capsys, monkeypatch, args, says):
     code, _, err = run(capsys, monkeypatch, *args)

@@ -276,9 +276,11 @@ def _bench_judge(args) -> int:
 # ---------------------------------------------------------------------------------------- registration
 
 def register(commands) -> None:
+    from rlli.cli import seed_int
+
     g = commands.top.add_parser("generate", help="one image from the configured backbone")
     g.add_argument("prompt")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed_int, default=0)
     g.add_argument("--out", default="", help="PNG file (default generated-SEED.png)")
     g.set_defaults(func=_generate)
 
@@ -287,7 +289,7 @@ def register(commands) -> None:
     j.add_argument("--prompt", required=True)
     j.add_argument("--image", default="", help="a PNG file; default: generate it from the prompt")
     j.add_argument("--judge", choices=["llm", "trait"], default="llm")
-    j.add_argument("--seed", type=int, default=0, help="seed of the generated image")
+    j.add_argument("--seed", type=seed_int, default=0, help="seed of the generated image")
     j.add_argument("--quality", type=float, default=1.0, help="relative quality in [0, 1] the judge is told (default 1)")
     j.add_argument("--delay", type=float, default=None,
                    help="seconds the user waited (default: the generation time, or 0 with --image)")
@@ -300,7 +302,7 @@ def register(commands) -> None:
     pl.add_argument("--json", action="store_true")
     ps = sub.add_parser("sample", help="N profiles drawn from TIPI population norms")
     ps.add_argument("n", type=int)
-    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--seed", type=seed_int, default=0)
     ps.add_argument("--json", action="store_true")
     pt = sub.add_parser("tipi", help="score ten TIPI answers (1..7) to Big Five in [0, 1]")
     pt.add_argument("answers", nargs="+", help="ten answers, item 1 to item 10")
@@ -308,7 +310,7 @@ def register(commands) -> None:
     pf = sub.add_parser("fidelity", help="every preset takes the TIPI N times; assigned vs recovered traits")
     pf.add_argument("--judge", choices=["llm", "trait"], default="llm", help="who answers (default llm)")
     pf.add_argument("--repeats", type=int, default=3)
-    pf.add_argument("--seed", type=int, default=0)
+    pf.add_argument("--seed", type=seed_int, default=0)
     pf.add_argument("--json", action="store_true", help="per_trait, overall_r, valid_rate, backend, model, ...")
     pf.add_argument("--details", action="store_true", help="with --json: every administration's answers")
     for x in (pl, ps, pt, pf):
@@ -316,11 +318,11 @@ def register(commands) -> None:
 
     bi = commands.bench.add_parser("injection", help="score shift from prompt injections, defended vs naive judge")
     bi.add_argument("--personas", default="balanced,critical,agreeable", help="comma-separated preset names")
-    bi.add_argument("--seed", type=int, default=0)
+    bi.add_argument("--seed", type=seed_int, default=0)
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=_bench_injection)
     bj = commands.bench.add_parser("judge", help="LLM rating latency here, and cached vs uncached")
     bj.add_argument("--personas", default="balanced,critical", help="comma-separated preset names")
-    bj.add_argument("--seed", type=int, default=0)
+    bj.add_argument("--seed", type=seed_int, default=0)
     bj.add_argument("--json", action="store_true")
     bj.set_defaults(func=_bench_judge)

@@ -155,10 +155,12 @@ def _bench(args) -> int:
 
 
 def register(commands) -> None:
+    from rlli.cli import seed_int
+
     ag = commands.top.add_parser("agreement", help="human vs agent agreement from the rating store")
     ag.add_argument("--json", action="store_true", help="print JSON: {ratings, resamples, seed, rows: [...]}")
     ag.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default RLLI_BOOTSTRAP_RESAMPLES)")
-    ag.add_argument("--seed", type=int, default=0)
+    ag.add_argument("--seed", type=seed_int, default=0)
     ag.add_argument("--figures", default="", help="also write the plotly figures as HTML into this folder")
     ag.set_defaults(func=_guarded(_agreement))
 
@@ -195,6 +197,6 @@ def register(commands) -> None:
     bs.add_argument("--ratings", type=int, default=1000, help="ratings per thread (default 1000)")
     bs.add_argument("--naive-ratings", type=int, default=1000, help="ratings per thread the naive way (default 1000)")
     bs.add_argument("--batch", type=int, default=50, help="generations and ratings per transaction (default 50)")
-    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--seed", type=seed_int, default=0)
     bs.add_argument("--json", action="store_true")
     bs.set_defaults(func=_guarded(_bench))
