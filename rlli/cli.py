@@ -243,12 +243,16 @@ class Commands:
 PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.personas.cli", "rlli.policy.cli", "rlli.store.cli")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (so `--repeats 0` is refused with a message, not a crash)."""
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (so `--repeats 0` is refused with a message, not a crash)."""
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -256,10 +260,7 @@ def positive_int(text: str) -> int:
 
 def seed_int(text: str) -> int:
     """argparse type: a random seed, a whole number from 0 to 2**31 - 1 (what every generator here accepts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole_number(text)
     if not 0 <= value <= 2**31 - 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2147483647, got {value}")
     return value
