@@ -133,19 +133,23 @@ def test_twenty_concurrent_visitors_each_rate_once_and_nothing_is_lost(client):
 def test_a_hugging_face_login_is_one_rater_across_browsers(monkeypatch, tmp_path):
     """On a Space with hf_oauth: true the page offers a login; a signed-in person is one rater whatever
     browser they use, and nobody can claim an account key without the login. Gradio's local stand-in for
-    the Hub's OAuth routes logs in a fixed profile (no network)."""
+    the Hub's OAuth routes logs in a fixed profile (no network). Off a Space the login is not offered."""
     import gradio.oauth
     import httpx
     from gradio_client import Client
 
-    from rlli.ui import build_demo
+    from rlli.ui import build_demo, hf_login_enabled
 
     monkeypatch.setenv("OAUTH_CLIENT_ID", "test-client")
+    monkeypatch.setenv("SPACE_ID", "someone/rlli-studio")  # (without SYSTEM=spaces Gradio mocks the Hub's routes)
     monkeypatch.setattr(gradio.oauth, "_get_mocked_oauth_info", lambda: {
         "access_token": "t", "token_type": "bearer", "expires_in": 3600, "id_token": "x", "scope": "openid profile",
         "userinfo": {"sub": "1", "name": "Alice", "preferred_username": "alice-rater", "profile": "", "picture": ""}})
     settings = Settings(steps=6, port=_free_port(), persona_judge="trait", round_window_s=0.3,
                         database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", data_dir=tmp_path / "data")
+    with monkeypatch.context() as off_a_space:
+        off_a_space.delenv("SPACE_ID")
+        assert not hf_login_enabled()
     demo = build_demo(settings)
     assert any(isinstance(b, gradio.LoginButton) for b in demo.blocks.values())
     demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)

@@ -42,9 +42,10 @@ def vocabulary_markdown() -> str:
 
 
 def hf_login_enabled() -> bool:
-    """True on a Hugging Face Space with ``hf_oauth: true`` in its README front matter (the Space then sets
-    OAUTH_CLIENT_ID and friends): the page offers "Sign in with Hugging Face"."""
-    return bool(os.environ.get("OAUTH_CLIENT_ID"))
+    """True on a Hugging Face Space (which sets SPACE_ID) with ``hf_oauth: true`` in its README front matter
+    (which sets OAUTH_CLIENT_ID and friends): the page offers "Sign in with Hugging Face". Off a Space,
+    Gradio's login would need a local Hugging Face token, so the page never offers it there."""
+    return bool(os.environ.get("OAUTH_CLIENT_ID")) and bool(os.environ.get("SPACE_ID"))
 
 
 def build_demo(settings: Settings | None = None, studio: Studio | None = None) -> gr.Blocks:
