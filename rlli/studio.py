@@ -420,8 +420,7 @@ class Studio:
             if ask.visitor.traits is not None:
                 raters.insert(0, (Persona("you (agent)", ask.visitor.traits, "an agent given your own Big-Five scores",
                                           instrument=ask.visitor.instrument or "tipi"), True, human_id))
-        ratings = judge.rate_many([(p, delivery) for p, _, _ in raters]) if hasattr(judge, "rate_many") else \
-            [judge.rate(p, delivery) for p, _, _ in raters]
+        ratings = judge.rate_many([(p, delivery) for p, _, _ in raters])
         records = []
         for (p, _, mirrors), r in zip(raters, ratings):
             pid = store.upsert_participant(ParticipantRecord.agent(

@@ -24,6 +24,9 @@ def test_follows_the_protocol_and_is_deterministic():
     r1, r2 = j.rate(Persona("p", AVERAGE), d), j.rate(Persona("p", AVERAGE), d)
     assert r1.status == "ok" and 1 <= r1.score <= 10 and r1.score == r2.score and r1.reason == r2.reason
     assert r1.score == int(np.rint(qoe(AVERAGE, 0.9, 6.0)))
+    slow = Delivery("two red boats", "two red boats on water at sunset", quality=0.5, delay_s=40.0)
+    pairs = [(Persona("a", ANXIOUS), d), (Persona("c", CALM), slow)]
+    assert [r.score for r in j.rate_many(pairs)] == [j.rate(p, x).score for p, x in pairs]  # in order
 
 
 def test_better_quality_and_shorter_waits_score_higher():

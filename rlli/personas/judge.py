@@ -98,3 +98,7 @@ class Judge(Protocol):
     model: str  # the model name ("parametric-v1", "SmolLM2-135M-Instruct", "gpt-4o-mini", ...)
 
     def rate(self, persona: Persona, delivery: Delivery) -> Rating: ...
+
+    def rate_many(self, pairs: list[tuple[Persona, Delivery]]) -> list[Rating]:
+        """One rating per (persona, delivery), in order (an LLM judge runs them concurrently)."""
+        ...

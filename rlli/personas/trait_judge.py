@@ -109,6 +109,9 @@ class TraitJudge:
             raise ValueError("delay_scale_s must be positive")
         self.delay_scale_s = float(delay_scale_s)
 
+    def rate_many(self, pairs: list[tuple[Persona, Delivery]]) -> list[Rating]:
+        return [self.rate(persona, delivery) for persona, delivery in pairs]
+
     def rate(self, persona: Persona, delivery: Delivery) -> Rating:
         t0 = time.perf_counter()
         q, d = float(delivery.quality), float(delivery.delay_s)
