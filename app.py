@@ -5,7 +5,7 @@ A bad setting prints the same `error: ...` message as the CLI and exits with cod
 
 import sys
 
-from rlli.cli import main
+from rlli.commands.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve"]))

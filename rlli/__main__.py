@@ -1,3 +1,3 @@
-from rlli.cli import main
+from rlli.commands.main import main
 
 raise SystemExit(main())

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from rlli.analysis.rejudge import RejudgeError, delivery_of, rejudge
-from rlli.cli import main
+from rlli.commands.main import main
 from rlli.config import Settings
 from rlli.personas import get_judge, load_presets
+from rlli.session.rejudge import RejudgeError, delivery_of, rejudge
 from rlli.store import GenerationRecord, GroupRecord, ParticipantRecord, RatingRecord, RequestRecord, RoundRecord, Store
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoUrl
 
-from rlli.backup import DB_NAME, start_backup
 from rlli.config import Settings
+from rlli.store.backup import DB_NAME, start_backup
 
 
 class LocalHub(HfApi):

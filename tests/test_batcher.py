@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from rlli.batcher import RoundBatcher
+from rlli.session.batcher import RoundBatcher
 
 
 def submit_all(batcher, items, stagger_s=0.0):

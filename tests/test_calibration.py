@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from rlli.calibration.fork_rule import calibration_prompts
+from rlli.calibration.pairs import PairRecord, TwinScorer, fit_rule, measure_pairs, oracle_steps, validate_rule
 from rlli.config import SettingsError
-from rlli.diffusion.calibration import QualityTable, calibration_prompts, load_table
-from rlli.diffusion.fork_calibration import PairRecord, TwinScorer, fit_rule, measure_pairs, oracle_steps, validate_rule
+from rlli.policy.quality_table import QualityTable, load_table
 from rlli.policy.sharing import ForkRule
 
 

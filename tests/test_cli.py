@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rlli.cli import main
+from rlli.commands.main import main
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

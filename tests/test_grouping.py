@@ -51,7 +51,8 @@ def test_the_papers_pair_and_near_topics_group_at_the_default_threshold():
 
 
 def test_pairwise_scores_count_pairs():
-    from rlli.grouping import Group, pairwise_scores
+    from rlli.calibration.grouping import pairwise_scores
+    from rlli.grouping import Group
 
     labels = ["a", "a", "a", "b"]
     perfect = [Group((0, 1, 2), 0, (1, 1, 1)), Group((3,), 3, (1,))]
@@ -65,7 +66,8 @@ def test_pairwise_scores_count_pairs():
 
 
 def test_threshold_sweep_on_the_shipped_labelled_set():
-    from rlli.grouping import LINKAGES, THRESHOLDS, load_labelled, threshold_sweep
+    from rlli.calibration.grouping import THRESHOLDS, load_labelled, threshold_sweep
+    from rlli.grouping import LINKAGES
 
     sets = load_labelled()
     everyday = sets["everyday"]

@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 
-from rlli.cli import main
+from rlli.commands.main import main
 
 
 def run(capsys, *args):

@@ -237,8 +237,9 @@ def test_a_service_round_runs_the_policys_shared_steps_and_reports_them():
 
 
 def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
+    from rlli.network.qoe import trait_qoe
     from rlli.personas.judge import Persona, Rating
-    from rlli.personas.trait_judge import TraitJudge, trait_qoe
+    from rlli.personas.trait_judge import TraitJudge
     from rlli.policy.judged import build_table
 
     class CountingJudge(TraitJudge):
@@ -270,7 +271,7 @@ def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
     (["bench", "policy", "--policy", "ppo"], "unknown policy"),
 ])
 def test_policy_commands_refuse_bad_input_clearly(argv, msg, capsys):
-    from rlli.cli import main
+    from rlli.commands.main import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err

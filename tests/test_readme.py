@@ -13,7 +13,7 @@ def test_every_setting_is_documented():
 
 
 def test_the_two_commands_and_every_cli_command_are_documented():
-    from rlli.cli import build_parser
+    from rlli.commands.main import build_parser
 
     assert "bash scripts/start.sh" in README and "bash scripts/test.sh" in README
     parser = build_parser()

@@ -7,7 +7,7 @@ import pytest
 
 from rlli.config import Settings
 from rlli.personas.judge import BigFive
-from rlli.studio import Studio, StudioError, Visitor
+from rlli.session.studio import Studio, StudioError, Visitor
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_concurrent_visitors_share_one_round(studio):
 
 def test_every_person_in_a_round_hears_its_phases_in_order(studio):
     """The progress bar: each waiting person (not only the one whose thread runs the round) hears every phase."""
-    from rlli.studio import ROUND_PHASES
+    from rlli.session.studio import ROUND_PHASES
 
     heard: dict[int, list[str]] = {0: [], 1: []}
 
@@ -167,7 +167,7 @@ def test_a_failing_progress_listener_does_not_fail_the_round(studio):
 
 
 def test_bench_round_reports_every_phase_and_the_naive_way(tmp_path):
-    from rlli.bench import bench_round
+    from rlli.commands.bench import bench_round
 
     r = bench_round(Settings(persona_judge="trait", round_window_s=0.1), personas=2, store_dir=tmp_path)
     assert r["requests"] == 3 and r["ratings"] == 1 + len(Studio(Settings()).presets()) + 2

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from rlli.network.qoe import trait_qoe, trait_weights
 from rlli.personas.judge import BigFive, Delivery, Judge, Persona
-from rlli.personas.trait_judge import TraitJudge, look_features, look_from_text, trait_qoe, trait_weights
+from rlli.personas.trait_judge import TraitJudge, look_features, look_from_text
 
 AVERAGE = BigFive()
 CAREFUL = BigFive(openness=0.2, conscientiousness=0.95, extraversion=0.5, agreeableness=0.5, neuroticism=0.2)
@@ -88,7 +89,7 @@ def test_look_features():
 
 
 def test_utilities_follow_the_documented_formulas():
-    from rlli.personas.trait_judge import utilities
+    from rlli.network.qoe import utilities
 
     careful = np.array(BigFive(conscientiousness=1.0).as_tuple())
     careless = np.array(BigFive(conscientiousness=0.0).as_tuple())

@@ -30,9 +30,23 @@ SCHEDULERS = {
 }
 
 
+class World(Protocol):
+    """A backbone's own world, where one exists (the embedded model's procedural scenes): it can read an
+    image's attributes back and say what a prompt states. Backbones without one (Stable Diffusion) have
+    ``world = None``; everything that reads attributes asks the backbone, never the model's name."""
+
+    def knows(self, prompt: str) -> bool:
+        """Whether the prompt names anything this world can draw."""
+
+    def fidelity(self, images: np.ndarray, prompts: list[str]) -> list[float | None] | None:
+        """Share of each prompt's stated attributes found in its image (None per prompt stating none); None when
+        the attribute reader is not installed."""
+
+
 @runtime_checkable
 class Backbone(Protocol):
     name: str
+    world: World | None  # the embedded world's attribute reader, or None
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

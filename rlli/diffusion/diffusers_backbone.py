@@ -16,6 +16,8 @@ from rlli.diffusion.backbone import Conditioning, scheduler_from_config, to_uint
 
 
 class DiffusersBackbone:
+    world = None  # no attribute reader for an open-vocabulary model
+
     def __init__(self, model: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
         self.name = model
         self.device = torch.device(device)

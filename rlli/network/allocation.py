@@ -26,8 +26,8 @@ import numpy as np
 
 from rlli.network.channel import shannon_rate
 from rlli.network.params import SystemParams
+from rlli.network.qoe import trait_qoe
 from rlli.network.state import RoundState
-from rlli.personas.trait_judge import trait_qoe
 
 
 def action_dim(k_max: int) -> int:

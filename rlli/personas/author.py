@@ -94,7 +94,10 @@ class Author:
 
     @property
     def world(self) -> bool:
-        return self.settings.backbone == "tiny"
+        """Whether the backbone has its own world (the embedded model): then prompts use its vocabulary."""
+        from rlli.diffusion import get_backbone
+
+        return get_backbone(self.settings).world is not None
 
     def write(self, persona: Persona, seed: int = 0) -> Authored:
         """One request by ``persona``; raises :class:`LLMError` when no valid request came back after the retries."""

@@ -25,7 +25,7 @@ from rlli.policy.forks import check_forks
 
 log = logging.getLogger(__name__)
 
-POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle")
+POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max")
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
 
 

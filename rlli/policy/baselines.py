@@ -27,6 +27,11 @@ def equal(st: RoundState, p: SystemParams, rng: np.random.Generator | None = Non
     return action_for(st, np.minimum(int(round(EQUAL_FRACTION * p.steps)), st.max_shared))
 
 
+def fork_max(st: RoundState, p: SystemParams, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Every member shares its fork decision's maximum; equal bandwidth and compute (what sharing alone saves)."""
+    return action_for(st, st.max_shared)
+
+
 def random(st: RoundState, p: SystemParams, rng: np.random.Generator | None = None) -> np.ndarray:
     rng = rng if rng is not None else np.random.default_rng(0)
     return rng.uniform(-1.0, 1.0, size=(st.batch, 3 * st.k_max))
@@ -108,4 +113,4 @@ def oracle(st: RoundState, p: SystemParams, rng: np.random.Generator | None = No
     return np.stack([oracle_one(st.take(i), p, rng, **kw) for i in range(st.batch)])
 
 
-BASELINES = {"equal": equal, "random": random, "greedy": greedy, "no_sharing": no_sharing, "oracle": oracle}
+BASELINES = {"equal": equal, "fork_max": fork_max, "random": random, "greedy": greedy, "no_sharing": no_sharing, "oracle": oracle}

@@ -60,7 +60,7 @@ def forks_from_calibration(groups, steps: int, calibration: str | Path) -> list:
     """Stand-in fork decisions from the similarity quality table (assets/calibration.json), for rounds
     without a fork rule and for tests: a member's curve is q(similarity to its anchor, s / N) and it
     may share up to N steps (the policy weighs the drop); an anchor shares with its last member."""
-    from rlli.diffusion.calibration import QualityTable
+    from rlli.policy.quality_table import QualityTable
 
     table = QualityTable.load(calibration)
     forks = []

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlli.network.qoe import trait_qoe
 from rlli.personas.judge import Delivery, Judge, Persona
-from rlli.personas.trait_judge import trait_qoe
 
 QUALITY_GRID = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0])
 DELAY_GRID = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])  # seconds

@@ -14,7 +14,7 @@ import gradio as gr
 
 from rlli.config import Settings
 from rlli.service import StudioService
-from rlli.studio import Studio, new_visitor_key
+from rlli.session.studio import Studio, new_visitor_key
 from rlli.ui import about
 
 WORLD_EXAMPLES = [
@@ -54,7 +54,9 @@ def build_demo(settings: Settings | None = None, studio: Studio | None = None) -
     settings = settings or Settings()
     studio = studio or Studio(settings, service=StudioService(settings))
     studio.store()  # migrations on start; a broken database URL stops the start with a clear message
-    embedded = settings.backbone == "tiny"
+    from rlli.diffusion import get_backbone
+
+    embedded = get_backbone(settings).world is not None  # the embedded world: show what it can draw
     # generated images are written to Gradio's cache folder: files older than an hour are removed every 10 minutes
     with gr.Blocks(title=about.TITLE, delete_cache=(600, 3600)) as demo:
         browser_key = gr.BrowserState(None, storage_key="rlli-visitor")
@@ -84,7 +86,7 @@ def build_demo(settings: Settings | None = None, studio: Studio | None = None) -
 
 def launch(settings: Settings | None = None, demo: gr.Blocks | None = None, **kwargs):
     """Restore the store from its backup repo if the disk is fresh, start the backups, build and serve."""
-    from rlli.backup import start_backup
+    from rlli.store.backup import start_backup
 
     settings = settings or Settings()
     start_backup(settings)

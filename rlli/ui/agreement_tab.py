@@ -6,7 +6,7 @@ import html
 
 import gradio as gr
 
-from rlli.studio import Studio, StudioError
+from rlli.session.studio import Studio, StudioError
 
 STATISTICS = ("spearman", "kendall", "kappa", "alpha", "mae")
 TABLE_HEADERS = ["judge", "model", "pairing", "slice", "pairs", "spearman", "kendall", "kappa (quadratic)",

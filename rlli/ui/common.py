@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlli.personas.judge import BigFive
-from rlli.studio import AgentScore, StudioError, Visitor
+from rlli.session.studio import AgentScore, StudioError, Visitor
 
 ACCOUNT_PREFIX = "huggingface:"
 

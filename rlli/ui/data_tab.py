@@ -6,7 +6,7 @@ import html
 
 import gradio as gr
 
-from rlli.studio import Studio, StudioError
+from rlli.session.studio import Studio, StudioError
 from rlli.ui.common import visitor_from
 
 

@@ -11,7 +11,7 @@ import html
 
 import gradio as gr
 
-from rlli.studio import MAX_RAW_PROMPT, ROUND_PHASES, Delivered, Studio, StudioError
+from rlli.session.studio import MAX_RAW_PROMPT, ROUND_PHASES, Delivered, Studio, StudioError
 from rlli.ui import about
 from rlli.ui.common import agent_table, client_address, visitor_from
 

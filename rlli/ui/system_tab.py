@@ -12,7 +12,7 @@ import html
 import gradio as gr
 
 from rlli.policy.api import POLICY_NAMES
-from rlli.studio import Studio, StudioError
+from rlli.session.studio import Studio, StudioError
 from rlli.ui.charts import allocation_bars, comparison_bars
 from rlli.ui.round_tab import sharing_tree
 

@@ -22,7 +22,23 @@ class MissingWeights(FileNotFoundError):
     pass
 
 
+class EmbeddedWorld:
+    """The embedded model's world as a backbone capability (:class:`rlli.diffusion.backbone.World`)."""
+
+    def knows(self, prompt: str) -> bool:
+        from rlli.diffusion.tiny.world import parse_prompt
+
+        return bool(parse_prompt(prompt))
+
+    def fidelity(self, images: np.ndarray, prompts: list[str]) -> list[float | None] | None:
+        from rlli.diffusion.fidelity import fidelity_if_probe
+
+        return fidelity_if_probe(images, prompts)
+
+
 class TinyBackbone:
+    world = EmbeddedWorld()
+
     def __init__(self, weights: str | Path, device: str = "cpu", text_model: str = "",
                  dtype: torch.dtype = torch.float32):
         weights = Path(weights)

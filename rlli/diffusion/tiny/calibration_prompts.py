@@ -2,7 +2,7 @@
 unrelated scene, and synthetic busy-service rounds.
 
 Tied to the scene world's caption generator (:mod:`rlli.diffusion.tiny.world`); the fork rule's
-fitting and checks (:mod:`rlli.diffusion.fork_calibration`) never read these words.
+fitting and checks (:mod:`rlli.calibration.pairs`) never read these words.
 """
 
 from __future__ import annotations

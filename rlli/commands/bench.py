@@ -62,7 +62,7 @@ def _broken(scorer, images: np.ndarray, twins: np.ndarray, prompts: list[str]) -
 def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, tolerance: float) -> dict[int, int]:
     """Per non-anchor member of every shared group: the most steps it could share, found by generating it
     forking at every s = 0..N from its anchor's seed and scoring each against its s = 0 twin."""
-    from rlli.diffusion.fork_calibration import PairRecord, oracle_steps
+    from rlli.calibration.pairs import PairRecord, oracle_steps
 
     n = plan.steps
     reqs: list[Request] = []
@@ -103,7 +103,7 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     gets right and the shared image gets wrong. ``--oracle`` tries every s_k for every member on the real
     backbone and reports the best saving any per-member plan reaches at the quality tolerance.
     """
-    from rlli.diffusion.calibration import scorer_for
+    from rlli.calibration.fork_rule import scorer_for
     from rlli.policy.sharing import member_plan, round_from_settings
 
     if repeats < 1:
@@ -112,7 +112,7 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     backbone = get_backbone(settings)
     engine = Engine(backbone)
     plan = plan_from(settings)
-    scorer = scorer_for(backbone.name)
+    scorer = scorer_for(backbone)
     _warm_up(engine, [Request(p, seed=seed) for p in prompts[:2]], plan)
     wall_s = wall_i = 0.0
     img_s, img_i = [], []
@@ -315,7 +315,7 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
     from pathlib import Path
 
     from rlli.personas.judge import BigFive
-    from rlli.studio import Ask, Studio, Visitor
+    from rlli.session.studio import Ask, Studio, Visitor
 
     folder = Path(store_dir or tempfile.mkdtemp(prefix="rlli-bench-round-"))
     s = settings.model_copy(update={"database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data"})

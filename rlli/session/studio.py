@@ -4,7 +4,7 @@
 shared generation; :mod:`rlli.policy.sharing`, :mod:`rlli.policy.api`), the judges
 (:mod:`rlli.personas`) and the store (:mod:`rlli.store`).
 
-A round collects requests from every browser session through a :class:`~rlli.batcher.RoundBatcher`
+A round collects requests from every browser session through a :class:`~rlli.session.batcher.RoundBatcher`
 (a window of seconds or K requests), so concurrent visitors share steps. After the images are
 stored, agents rate each person's image in the background - as the person (given their own Big-Five)
 and as the preset personas - and each persona's own image as that persona; a person sees the agents'
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlli.batcher import RoundBatcher
 from rlli.config import Settings
 from rlli.personas.judge import BigFive, Persona, Rating
 from rlli.prompts import clean_prompt
 from rlli.service import PHASES, RoundReport, StudioService
+from rlli.session.batcher import RoundBatcher
 
 log = logging.getLogger(__name__)
 

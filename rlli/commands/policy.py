@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-
-def _fail(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return 2
+from rlli.commands.io import fail, print_json
 
 
 def _train(args) -> int:
@@ -18,7 +14,7 @@ def _train(args) -> int:
     try:
         a = args_from(args)
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     qoe_fn = None
     if args.judge == "llm":
         from rlli.policy.judged import llm_qoe_fn
@@ -26,11 +22,11 @@ def _train(args) -> int:
         try:
             qoe_fn = llm_qoe_fn(log=lambda m: print(m, flush=True))
         except (RuntimeError, ValueError, OSError) as e:
-            return _fail(f"the LLM judge is not usable for training: {e}")
+            return fail(f"the LLM judge is not usable for training: {e}")
     try:
         train(a, qoe_fn=qoe_fn, log=lambda m: print(m, flush=True))
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     return 0
 
 
@@ -47,15 +43,15 @@ def _eval(args) -> int:
 
     s, p = _settings_params()
     if not 1 <= args.states <= 100_000:
-        return _fail("--states must be between 1 and 100000")
+        return fail("--states must be between 1 and 100000")
     policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         result, extra = evaluate_methods(policy_dir, s.calibration, p, args.states, log=log)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return 0
     print(f"{args.states} held-out rounds (2..{p.k_max} users), judge trait/parametric-v1, energy price "
           f"{p.energy_price}/J; learned methods averaged over their seeds")
@@ -77,7 +73,7 @@ def _curves(args) -> int:
     policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
     curves = curves_by_algo(policy_dir)
     if not curves:
-        return _fail(f"no learning curves under {policy_dir} (<algo>/seed*/curve.csv)")
+        return fail(f"no learning curves under {policy_dir} (<algo>/seed*/curve.csv)")
     from rlli.policy.evaluate import validation_references
 
     refs = validation_references(s.calibration)
@@ -95,19 +91,19 @@ def _bench(args) -> int:
 
     s, p = _settings_params()
     if not 1 <= args.states <= 10_000:
-        return _fail("--states must be between 1 and 10000")
+        return fail("--states must be between 1 and 10000")
     try:
         policy = load_policy(args.policy or s.policy, s)
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     if policy.notice:
         print(f"notice: {policy.notice.message}", file=sys.stderr)
     try:
         r = bench(policy, p, s.calibration, args.states)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     if args.json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     print(f"{r['states']} rounds of K = {r['k']} users, one at a time")
     print(f"{r['policy']}: {r['ms_per_decision']:.3f} ms per allocation (reward {r['reward']:.3f})")

@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from rlli.commands.io import positive_int, print_json, seed_int, unit_float
 from rlli.config import Settings
 
 
@@ -36,7 +37,7 @@ def _group(args) -> int:
     threshold = s.group_threshold if args.threshold is None else args.threshold
     groups = groups_to_json(prompts, group_prompts(prompts, threshold, s.text_model))
     if args.json:
-        print(json.dumps(groups, indent=2, ensure_ascii=False))
+        print_json(groups)
     else:
         print(f"{len(prompts)} prompts -> {len(groups)} groups (threshold {threshold})")
         for i, g in enumerate(groups, 1):
@@ -69,7 +70,7 @@ def _print_sharing(r: dict) -> None:
 
 
 def _bench(args) -> int:
-    from rlli import bench
+    from rlli.commands import bench
 
     s = _settings(args)
     if args.what == "sharing":
@@ -81,13 +82,13 @@ def _bench(args) -> int:
                 prompts = parse_prompts(f.read(), max_prompts=256, max_chars=s.max_prompt_chars)
         r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats, oracle=args.oracle)
         if args.json:
-            print(json.dumps(r, indent=2))
+            print_json(r)
         else:
             _print_sharing(r)
         return 0
     r = bench.bench_model(s, seeds=args.seeds)
     if args.json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     print(f"{r['prompts']} held-out prompts x {r['seeds']} seeds, {r['steps']} steps, guidance {r['guidance_scale']}")
     print(f"fidelity: model {r['fidelity_model']:.4f}  renders (ceiling) {r['fidelity_renders']:.4f}")
@@ -120,11 +121,11 @@ def _calibrate_grouping(args, s: Settings) -> int:
 
 
 def _bench_round(args) -> int:
-    from rlli.bench import bench_round
+    from rlli.commands.bench import bench_round
 
     r = bench_round(Settings(), seed=args.seed, personas=args.personas)
     if args.json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     print(f"{r['requests']} requests (1 person + {len(r['personas'])} personas), {r['groups']} groups, "
           f"policy {r['policy']}, judge {r['judge']['backend']}/{r['judge']['model']}")
@@ -139,8 +140,8 @@ def _bench_round(args) -> int:
 def _calibrate(args) -> int:
     from pathlib import Path
 
+    from rlli.calibration.fork_rule import calibrate_fork_rule, write_rule
     from rlli.diffusion import get_backbone, plan_from
-    from rlli.diffusion.calibration import calibrate_fork_rule, write_rule
     from rlli.diffusion.engine import Engine
     from rlli.policy.sharing import break_budget, fork_rule_path, measured_with
 
@@ -151,7 +152,7 @@ def _calibrate(args) -> int:
     backbone = get_backbone(s)
     pairs = None
     if args.from_pairs:
-        from rlli.diffusion.fork_calibration import records_from_json
+        from rlli.calibration.pairs import records_from_json
 
         try:
             pairs = records_from_json(json.loads(Path(args.from_pairs).read_text(encoding="utf-8"))["pairs"])
@@ -206,7 +207,7 @@ def _train(args) -> int:
 
 
 def _grid(args) -> int:
-    from rlli.bench import sample_grid
+    from rlli.commands.bench import sample_grid
 
     r = sample_grid(_settings(args), args.out, seeds=args.seeds)
     print(f"wrote {r['path']}")
@@ -221,7 +222,7 @@ def _serve(args) -> int:
 
 
 def _show_settings(args) -> int:
-    print(json.dumps(Settings().public_dict(), indent=2))
+    print_json(Settings().public_dict())
     return 0
 
 
@@ -239,42 +240,8 @@ class Commands:
     eval: argparse._SubParsersAction
 
 
-# Packages that bring their own commands (a module with ``register(commands: Commands)``).
-PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.personas.cli", "rlli.policy.cli", "rlli.store.cli")
-
-
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (so `--repeats 0` is refused with a message, not a crash)."""
-    value = _whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    """argparse type: a random seed, a whole number from 0 to 2**31 - 1 (what every generator here accepts)."""
-    value = _whole_number(text)
-    if not 0 <= value <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2147483647, got {value}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a finite number in [-1, 1] (cosine similarities; rejects 5 and nan)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not -1.0 <= value <= 1.0:  # also false for nan
-        raise argparse.ArgumentTypeError(f"must be a cosine similarity in [-1, 1], got {text}")
-    return value
+# Command modules for each library package (a module with ``register(commands: Commands)``).
+PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.commands.personas", "rlli.commands.policy", "rlli.commands.store")
 
 
 def _add_backbone_flags(p: argparse.ArgumentParser) -> None:
@@ -384,8 +351,8 @@ def describe_user_error(e: BaseException) -> str | None:
             f"RLLI_{'_'.join(map(str, x['loc'])).upper() or 'value'}: {x['msg']} (got {str(x.get('input'))[:40]!r})"
             for x in e.errors())
         return f"invalid setting ({problems}); see `python -m rlli settings` and the README"
+    from rlli.session.studio import StudioError
     from rlli.store.db import StoreError
-    from rlli.studio import StudioError
 
     if isinstance(e, SettingsError | PromptError | StoreError | StudioError):
         return str(e)

@@ -4,9 +4,9 @@ The three jobs the old module mixed now live apart:
 
 - the runtime sharing plan: :mod:`rlli.policy.sharing` (fork decisions from a :class:`ForkRule`);
 - the measurement on generation runs, fitting and held-out validation of that rule:
-  :mod:`rlli.diffusion.fork_calibration` (backbone-agnostic), with the embedded world's prompts in
+  :mod:`rlli.calibration.pairs` (backbone-agnostic), with the embedded world's prompts in
   :mod:`rlli.diffusion.tiny.calibration_prompts`;
-- the grouping-threshold sweep: :func:`rlli.grouping.threshold_sweep` on a labelled prompt set.
+- the grouping-threshold sweep: :func:`rlli.calibration.grouping.threshold_sweep` on a labelled prompt set.
 
 :func:`calibrate_fork_rule` ties the measurement together. This module also keeps the earlier
 similarity quality table (:class:`QualityTable`, ``assets/calibration.json``), which the system model
@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
-from rlli.config import SettingsError
-from rlli.diffusion.engine import Engine, Plan
-from rlli.diffusion.fork_calibration import (
+from rlli.calibration.pairs import (
     PairRecord,
     ProbeScorer,
     TwinScorer,
@@ -35,6 +30,7 @@ from rlli.diffusion.fork_calibration import (
     records_to_json,
     validate_rule,
 )
+from rlli.diffusion.engine import Engine, Plan
 from rlli.diffusion.tiny.calibration_prompts import (  # noqa: F401  (re-exported: the world's prompt sets)
     VARIANT_KINDS,
     calibration_prompts,
@@ -45,97 +41,16 @@ from rlli.diffusion.tiny.calibration_prompts import (  # noqa: F401  (re-exporte
     variant,
 )
 
-SIM_EDGES = (-1.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0001)
 MIN_PAIRS = 6  # a bin with fewer measured pairs stays unmeasured
-
-
-def monotone(rows: list[list[float] | None]) -> list[list[float] | None]:
-    """Impose the two shapes quality must have on noisy bin means: it does not rise as more steps are shared
-    (isotonic regression along the fractions, first point fixed at 1), and a more similar bin is at least as
-    good as a less similar one at every fraction (running maximum across measured bins, low to high)."""
-    from sklearn.isotonic import IsotonicRegression
-
-    out: list[list[float] | None] = []
-    below = None
-    for row in rows:
-        if row is None:
-            out.append(None)
-            continue
-        x = np.arange(len(row))
-        weights = np.ones(len(row))
-        weights[0] = 1e6  # no sharing is the reference: quality 1 by definition
-        r = IsotonicRegression(increasing=False).fit_transform(x, np.array(row, float), sample_weight=weights)
-        if below is not None:
-            r = np.maximum(r, below)
-        below = r
-        out.append([round(float(v), 4) for v in r])
-    return out
-
-
-@dataclass
-class QualityTable:
-    sim_edges: list[float]
-    fractions: list[float]
-    quality: list[list[float | None]]  # [similarity bin][fraction] relative quality, None where unmeasured
-    meta: dict
-
-    @classmethod
-    def load(cls, path: str | Path) -> QualityTable:
-        d = json.loads(Path(path).read_text())
-        return cls(d["sim_edges"], d["fractions"], d["quality"], d)
-
-    def _row(self, similarity: float) -> np.ndarray:
-        b = int(np.clip(np.searchsorted(self.sim_edges, similarity, side="right") - 1, 0, len(self.quality) - 1))
-        # an unmeasured bin borrows the nearest measured bin below it (more conservative); none: no sharing
-        for j in range(b, -1, -1):
-            row = self.quality[j]
-            if all(v is not None for v in row):
-                return np.array(row, float)
-        return np.array([1.0] + [0.0] * (len(self.fractions) - 1))
-
-    def quality_at(self, similarity: float, fraction: float) -> float:
-        """Relative quality (1 = as good as unshared) for a member at this similarity and fraction."""
-        return float(np.interp(fraction, self.fractions, self._row(similarity)))
-
-    def max_fraction(self, similarity: float, tolerance: float) -> float:
-        """Largest measured shared fraction whose quality, and every smaller one's, stays within tolerance."""
-        row, best = self._row(similarity), 0.0
-        for f, q in zip(self.fractions, row):
-            if q < 1.0 - tolerance:
-                break
-            best = f
-        return best
-
-
-def load_table(path: str | Path, backbone: str | None = None, scheduler: str | None = None) -> QualityTable | None:
-    """The table at ``path``; None if missing or measured on another backbone or scheduler.
-
-    A file that is not such a table raises :class:`~rlli.config.SettingsError` naming it.
-    """
-    p = Path(path)
-    if not p.exists():
-        return None
-    try:
-        table = QualityTable.load(p)
-        if not isinstance(table.meta.get("measured_with", {}), dict):
-            raise TypeError("measured_with is not an object")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SettingsError(f"RLLI_CALIBRATION: {p.name} is not a quality table ({type(e).__name__}); rebuild it "
-                            "or point RLLI_CALIBRATION at a good file") from None
-    measured = table.meta.get("measured_with", {})
-    if backbone is not None and measured.get("backbone") not in (None, backbone):
-        return None
-    if scheduler is not None and measured.get("scheduler") not in (None, scheduler):
-        return None
-    return table
 
 
 # ----------------------------------------------------------------------------- the fork rule
 
 
-def scorer_for(backbone_name: str):
-    """The embedded model's attribute probe for the embedded model; similarity to the unshared twin otherwise."""
-    return ProbeScorer() if backbone_name.startswith("tiny-t2i") else TwinScorer()
+def scorer_for(backbone):
+    """The attribute probe on a backbone with its own world (the embedded model); similarity to the unshared twin
+    otherwise."""
+    return ProbeScorer() if getattr(backbone, "world", None) is not None else TwinScorer()
 
 
 def calibrate_fork_rule(engine: Engine, plan: Plan, measured_with: dict, n_anchors: int = 140, heldout: int = 60,
@@ -149,7 +64,7 @@ def calibrate_fork_rule(engine: Engine, plan: Plan, measured_with: dict, n_ancho
 
     if n_anchors < 8 or heldout < 1:
         raise ValueError("calibration needs at least 8 anchors to fit and 1 held out")
-    scorer = scorer_for(engine.backbone.name)
+    scorer = scorer_for(engine.backbone)
     if pairs is None:
         sets = calibration_sets(n_anchors + heldout, seed)
         pairs = measure_pairs(engine, sets, plan, scorer, probe_step=probe_step, seed=seed, chunk=chunk,

@@ -4,16 +4,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
+from rlli.commands.io import fail, print_json
 from rlli.config import Settings
-
-
-def _err(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _generate_image(settings: Settings, prompt: str, seed: int):
@@ -35,13 +30,13 @@ def _generate(args) -> int:
     try:
         image, secs = _generate_image(s, args.prompt, args.seed)
     except PromptError as e:
-        return _err(str(e))
+        return fail(str(e))
     out = Path(args.out or f"generated-{args.seed}.png")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(png_bytes(image))
     except OSError as e:
-        return _err(f"cannot write {out}: {e.strerror or e}")
+        return fail(f"cannot write {out}: {e.strerror or e}")
     print(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, {secs:.2f} s, backbone {s.backbone}, seed {args.seed})")
     return 0
 
@@ -57,27 +52,27 @@ def _judge(args) -> int:
     try:
         persona = find_preset(args.persona)
     except PersonaError as e:
-        return _err(str(e))
+        return fail(str(e))
     prompt = clean_prompt(args.prompt)
     if not prompt:
-        return _err("the prompt is empty")
+        return fail("the prompt is empty")
     if len(prompt) > s.max_prompt_chars:
-        return _err(f"the prompt has {len(prompt)} characters; the limit is {s.max_prompt_chars} (RLLI_MAX_PROMPT_CHARS)")
+        return fail(f"the prompt has {len(prompt)} characters; the limit is {s.max_prompt_chars} (RLLI_MAX_PROMPT_CHARS)")
     if not 0.0 <= args.quality <= 1.0 or (args.delay is not None and not 0 <= args.delay <= 86_400):
-        return _err("--quality must be in [0, 1] and --delay between 0 and 86400 seconds")
+        return fail("--quality must be in [0, 1] and --delay between 0 and 86400 seconds")
     delay = args.delay
     if args.image:
         try:
             image = read_png(Path(args.image).read_bytes())
         except OSError as e:
-            return _err(f"cannot read {args.image}: {e.strerror or e}")
+            return fail(f"cannot read {args.image}: {e.strerror or e}")
         except ValueError as e:
-            return _err(f"{args.image}: {e}")
+            return fail(f"{args.image}: {e}")
     else:
         try:
             image, secs = _generate_image(s, prompt, args.seed)
         except PromptError as e:
-            return _err(str(e))
+            return fail(str(e))
         delay = secs if delay is None else delay
     delivery = make_delivery(prompt, image, quality=args.quality, delay_s=delay or 0.0)
     rating = get_judge(args.judge, s).rate(persona, delivery)
@@ -108,7 +103,7 @@ def _persona_row(p) -> dict:
 def _print_personas(personas, as_json: bool) -> None:
     rows = [_persona_row(p) for p in personas]
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print_json(rows)
         return
     print(f"{'name':16s}    O     C     E     A     N")
     for r in rows:
@@ -128,7 +123,7 @@ def _sample(args) -> int:
     from rlli.personas.population import norms, sample_profiles
 
     if not 1 <= args.n <= 10_000:
-        return _err("N must be between 1 and 10000")
+        return fail("N must be between 1 and 10000")
     _print_personas(sample_profiles(args.n, args.seed), args.json)
     if not args.json:
         print(f"(drawn from {norms().source}, seed {args.seed})")
@@ -141,7 +136,7 @@ def _tipi(args) -> int:
     try:
         traits = score(args.answers)
     except TipiError as e:
-        return _err(str(e))
+        return fail(str(e))
     row = {k: round(v, 4) for k, v in zip(("openness", "conscientiousness", "extraversion", "agreeableness",
                                            "neuroticism"), traits.as_tuple())}
     print(json.dumps(row) if args.json else "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
@@ -153,14 +148,14 @@ def _fidelity(args) -> int:
     from rlli.personas.fidelity import run_fidelity
 
     if not 1 <= args.repeats <= 100:
-        return _err("--repeats must be between 1 and 100")
+        return fail("--repeats must be between 1 and 100")
     log = None if args.json else (lambda m: print(m, flush=True))
     r = run_fidelity(load_presets(), args.repeats, args.judge, Settings(), seed=args.seed, log=log)
     if args.json:
         d = r.as_dict()
         if not args.details:
             d.pop("recovered")
-        print(json.dumps(d, indent=1))
+        print_json(d)
         return 0
     fmt = lambda v: "  n/a" if v is None else f"{v:+.3f}"  # noqa: E731
     print(f"respondent {r.backend} {r.model}: {r.administered} administrations ({r.repeats} per persona), "
@@ -204,14 +199,14 @@ def _bench_injection(args) -> int:
     try:
         cases = _cases(s, args.personas, args.seed)
     except PersonaError as e:
-        return _err(str(e))
+        return fail(str(e))
 
     def injected(prompt, clean):  # same image, quality and delay; the description re-read for the new prompt
         return replace(clean, prompt=prompt, description=describe_image(read_png(clean.image_png), prompt))
 
     r = measure(cases, s, injected)
     if args.json:
-        print(json.dumps(r, indent=1))
+        print_json(r)
         return 0
     print(f"{r['cases']} persona x image pairs, model {r['model']}, temperature {r['temperature']}, seed {r['seed']}")
     for way in ("defended", "naive"):
@@ -236,7 +231,7 @@ def _bench_judge(args) -> int:
     try:
         cases = _cases(s, args.personas, args.seed)
     except PersonaError as e:
-        return _err(str(e))
+        return fail(str(e))
     judge = LLMJudge(s)
     judge.rate(cases[0].persona, cases[0].delivery)  # start the endpoint (and warm the embedded server)
     judge.cache = type(judge.cache)(s.llm_cache_size)
@@ -260,7 +255,7 @@ def _bench_judge(args) -> int:
          "mean_score_bad": round(statistics.mean(bad), 3) if bad else None,
          "score_counts": {str(k): sum(x.score == k for x in first) for k in range(1, 11) if any(x.score == k for x in first)}}
     if args.json:
-        print(json.dumps(r, indent=1))
+        print_json(r)
         return 0
     where = f"embedded, {s.llm_threads} thread(s)" if r["endpoint_embedded"] else "remote"
     print(f"{r['ratings']} ratings by {r['model']} ({where})")
@@ -276,7 +271,7 @@ def _bench_judge(args) -> int:
 # ---------------------------------------------------------------------------------------- registration
 
 def register(commands) -> None:
-    from rlli.cli import seed_int
+    from rlli.commands.io import seed_int
 
     g = commands.top.add_parser("generate", help="one image from the configured backbone")
     g.add_argument("prompt")

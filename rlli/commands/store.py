@@ -8,29 +8,24 @@ The database is ``RLLI_DATABASE_URL`` (default: the SQLite file db/rlli.sqlite3)
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from rlli.commands.io import fail, print_json
 from rlli.config import Settings
 from rlli.store.db import StoreError
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _guarded(handler: Callable[[object], int]) -> Callable[[object], int]:
     """User-caused failures (a broken URL, a locked or newer database, bad values) -> 'error: ...', exit 2."""
 
     def run(args) -> int:
-        from rlli.analysis.rejudge import RejudgeError
+        from rlli.session.rejudge import RejudgeError
 
         try:
             return handler(args)
         except (StoreError, RejudgeError, ValueError, OSError) as e:
-            return _error(str(e))
+            return fail(str(e))
 
     return run
 
@@ -84,8 +79,8 @@ def _personas(spec: str):
 
 
 def _rejudge(args) -> int:
-    from rlli.analysis.rejudge import rejudge
     from rlli.personas import get_judge
+    from rlli.session.rejudge import rejudge
 
     settings = Settings()
     own, presets = _personas(args.personas)
@@ -94,7 +89,7 @@ def _rejudge(args) -> int:
     with _open() as store:
         report = rejudge(store, judge, presets, own=own, limit=args.limit, workers=workers, progress=not args.json)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print_json(report.as_dict())
         return 0
     print(f"{report.backend}/{report.model}: {report.generations} generations rated by people, {report.planned} "
           f"(persona, generation) pairs, {report.already_rated} already rated, {report.stored} stored now "
@@ -122,15 +117,15 @@ def _store(args) -> int:
     with _open() as store:
         if args.action == "delete-participant":
             if not args.yes:
-                return _error("deleting a participant removes their ratings, requests and images for good; add --yes")
+                return fail("deleting a participant removes their ratings, requests and images for good; add --yes")
             counts = store.delete_participant(args.participant)
             if not counts["participants"]:
-                return _error(f"no participant {args.participant!r}")
+                return fail(f"no participant {args.participant!r}")
             print(json.dumps(counts))
             return 0
         info = {"url": store.url, "engine": store.dialect, "revision": current_revision(store.engine),
                 "data_dir": str(store.data_dir), "rows": store.counts()}
-    print(json.dumps(info, indent=2))
+    print_json(info)
     return 0
 
 
@@ -138,12 +133,12 @@ def _bench(args) -> int:
     from rlli.store.bench import BenchConfig, bench_store
 
     if min(args.threads, args.ratings, args.batch) < 1 or args.naive_ratings < 1:
-        return _error("--threads, --ratings, --naive-ratings and --batch must be at least 1")
+        return fail("--threads, --ratings, --naive-ratings and --batch must be at least 1")
     cfg = BenchConfig(threads=args.threads, per_thread=args.ratings, batch=args.batch,
                       naive_per_thread=args.naive_ratings, seed=args.seed)
     r = bench_store(args.url, cfg)
     if args.json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     print(f"{r['engine']}: {r['threads']} writer threads x {r['ratings_per_thread']} ratings with their generations "
           f"({r['cpu']})")
@@ -155,7 +150,7 @@ def _bench(args) -> int:
 
 
 def register(commands) -> None:
-    from rlli.cli import seed_int
+    from rlli.commands.io import seed_int
 
     ag = commands.top.add_parser("agreement", help="human vs agent agreement from the rating store")
     ag.add_argument("--json", action="store_true", help="print JSON: {ratings, resamples, seed, rows: [...]}")
