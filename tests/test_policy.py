@@ -207,35 +207,6 @@ def test_allocate_round_carries_the_allocation_and_its_references():
     json.dumps(d)
 
 
-def test_a_service_round_runs_the_policys_shared_steps_and_reports_them():
-    """prompts -> groups -> fork decisions -> policy allocation -> the engine runs exactly those steps;
-    the report carries each user's allocation and the no-sharing and equal-split references."""
-    from rlli.diffusion import get_backbone
-    from rlli.diffusion.engine import Engine, Plan, Request
-    from rlli.grouping import group_prompts
-    from rlli.policy.sharing import member_plan
-
-    prompts = ["a red boat on water at sunset", "a red boat on the water at sunset", "two green trees on grass",
-               "a blue car on a street at night"]
-    s = Settings(policy="equal", steps=8)  # shares round(8 / 3) = 3 steps, not the fork decision's maximum
-    groups = group_prompts(prompts, 0.6, s.text_model)
-    forks = forks_from_calibration(groups, s.steps, ASSETS / "calibration.json")
-    backbone = get_backbone(s)
-    plan = Plan(steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
-    payload = int(np.prod(backbone.latent_shape)) * 4
-    rep = allocate_round(groups, forks, [BigFive()] * len(prompts), s, seed=1, payload_bytes=payload)
-    choice = {k: v for k, v in rep.allocation.shared_steps().items() if not forks[k].is_anchor}
-    result = Engine(backbone).run([Request(p, seed=i) for i, p in enumerate(prompts)],
-                                  member_plan(groups, forks, choice), plan)
-    assert [o.shared_steps for o in result.outputs] == [u.shared_steps for u in rep.allocation.users]
-    assert rep.allocation.policy == "equal"
-    assert [u.shared_steps for u in rep.allocation.users] == [3, 3, 0, 0]  # the two boats share 3 of 8 steps
-    for o, u in zip(result.outputs, rep.allocation.users):
-        if u.shared_steps > 0:
-            assert o.handoff_bytes == payload and u.delay_tx_s > 0 and u.bandwidth_hz > 0
-    assert rep.energy_saved_j == pytest.approx(rep.no_sharing.energy_j - rep.allocation.energy_j)
-
-
 def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
     from rlli.network.qoe import trait_qoe
     from rlli.personas.judge import Persona, Rating

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -265,6 +266,25 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
     return LearnedPolicy(name, actor, meta, path)
 
 
+_CACHE: dict[tuple, Policy] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_policy(name: str | None = None, settings=None) -> Policy:
+    """The policy called ``name`` (default ``RLLI_POLICY``) for these settings, loaded once per process: the one
+    cached accessor of policy models (a learned actor is a model). Never fails for a known name (see
+    :func:`load_policy`)."""
+    from rlli.config import Settings
+
+    s = settings or Settings()
+    name = name or s.policy
+    key = (name, str(s.policy_dir), s.policy_seed, s.policy_k_max)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_policy(name, s)
+        return _CACHE[key]
+
+
 def _assemble(name: str, results: list[tuple[Chunk, Outcome]], ms: float, notice: Notice | None) -> RoundAllocation:
     users: list[UserAllocation] = []
     e_srv = 0.0
@@ -345,4 +365,4 @@ def allocate_round(groups, forks: list, traits: list, settings=None, seed: int =
 
 
 __all__ = ["POLICY_NAMES", "AllocationReport", "LiveRound", "Notice", "Policy", "RoundAllocation", "UserAllocation",
-           "allocate_round", "build_round_state", "compare", "load_policy"]
+           "allocate_round", "build_round_state", "compare", "get_policy", "load_policy"]

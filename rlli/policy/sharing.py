@@ -16,8 +16,8 @@ predicts, never the prompts' words:
 A rule measured with another backbone, scheduler, step count, guidance scale or text model is not
 used: :func:`load_fork_rule` returns no rule and a notice, and nothing is shared.
 
-:func:`run_shared_round` is the one round pipeline (group -> plan -> run -> score) that the service,
-the benchmark and the calibration all use.
+The round itself (group -> decide -> allocate -> plan -> run -> score) is one function,
+:func:`rlli.service.run_round`; this module only decides.
 """
 
 from __future__ import annotations
@@ -229,19 +229,6 @@ def decide_forks(engine: Engine, requests: list[Request], groups: list[Group], p
     return ForkDecision(forks, probe.passes, probe.wall_s)  # type: ignore[arg-type]
 
 
-def fork_decisions(engine: Engine, requests: list[Request], groups: list[Group], plan: Plan,
-                   rule: ForkRule | None, tolerance: float,
-                   budget: float = DEFAULT_BREAK_BUDGET) -> list[MemberFork]:
-    """The fork decision for every request of a round, in request order (see :func:`decide_forks`).
-
-    ``engine`` runs the backbone; ``requests`` are the round's prompts and seeds (an anchor's seed is
-    the noise its members share); ``groups`` come from :func:`rlli.grouping.group_prompts`; ``rule``
-    from :func:`load_fork_rule` (None: nothing is shared); ``tolerance`` is the largest predicted
-    relative quality drop and ``budget`` the largest predicted broken-attribute rate a member may take.
-    """
-    return decide_forks(engine, requests, groups, plan, rule, tolerance, budget).forks
-
-
 def member_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, int] | None = None) -> list[GroupPlan]:
     """The engine's per-member plan: member k shares ``choice[k]`` steps (default: its maximum).
 
@@ -265,79 +252,5 @@ def member_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, 
     return out
 
 
-# ----------------------------------------------------------------------------- the round pipeline
-
-
-@dataclass
-class SharedRound:
-    """What :func:`run_shared_round` did: groups, decisions, plan, the engine's result and the scores."""
-
-    prompts: list[str]
-    requests: list[Request]
-    groups: list[Group]
-    decision: ForkDecision
-    plans: list[GroupPlan]
-    result: RoundResult
-    scores: list[float | None]
-    notice: str | None = None
-
-    @property
-    def passes(self) -> int:
-        """Every denoiser pass of the round: the fork decision's and the engine's."""
-        return self.decision.passes + self.result.denoiser_passes
-
-    @property
-    def wall_s(self) -> float:
-        return self.decision.wall_s + self.result.wall_s.get("total", 0.0)
-
-
-Scorer = Callable[[np.ndarray, list[str]], list[float | None]]
-Chooser = Callable[[list[Group], ForkDecision], dict[int, int]]
-
-
-def run_shared_round(engine: Engine, requests: list[Request], plan: Plan, *, rule: ForkRule | None,
-                     tolerance: float, budget: float = DEFAULT_BREAK_BUDGET, threshold: float = 0.5,
-                     text_model: str = "", groups: list[Group] | None = None, choice: dict[int, int] | None = None,
-                     scorer: Scorer | None = None, notice: str | None = None, choose: Chooser | None = None) -> SharedRound:
-    """Group -> plan -> run -> score, the one round pipeline.
-
-    ``groups`` (default: :func:`group_prompts` at ``threshold``) and ``choice`` (per-request shared steps,
-    each within its fork decision's maximum; default the maximum) let a caller fix either stage;
-    ``choose(groups, decision) -> choice`` decides the shared steps once the fork decisions are known
-    (the allocation policy's hook). ``scorer(images, prompts)`` scores each image against its own prompt.
-    """
-    prompts = [r.prompt for r in requests]
-    if groups is None:
-        groups = group_prompts(prompts, threshold, text_model)
-    decision = decide_forks(engine, requests, groups, plan, rule, tolerance, budget, notice)
-    if choose is not None:
-        choice = choose(groups, decision)
-    plans = member_plan(groups, decision.forks, choice)
-    result = engine.run(requests, plans, plan)
-    scores: list[float | None] = [None] * len(requests)
-    if scorer is not None and result.outputs:
-        scores = list(scorer(np.stack([o.image for o in result.outputs]), prompts))
-    return SharedRound(prompts, requests, groups, decision, plans, result, scores, notice)
-
-
-def independent_passes(n: int, plan: Plan) -> int:
-    return expected_passes(independent_groups(n), plan)
-
-
-def round_from_settings(settings: Settings, engine: Engine, requests: list[Request], plan: Plan,
-                        scorer: Scorer | None = None, groups: list[Group] | None = None,
-                        choose: Chooser | None = None) -> SharedRound:
-    """:func:`run_shared_round` with the rule, tolerance, budget, threshold and text model from the settings."""
-    rule, notice = load_fork_rule(fork_rule_path(settings),
-                                  measured_with(engine.backbone.name, plan, settings.text_model))
-    return run_shared_round(engine, requests, plan, rule=rule, tolerance=settings.quality_tolerance,
-                            budget=break_budget(settings), threshold=settings.group_threshold,
-                            text_model=settings.text_model, groups=groups, scorer=scorer, notice=notice,
-                            choose=choose)
-
-
-__all__ = ["MemberFork", "ForkDecision", "ForkRule", "SharedRound", "fork_decisions", "decide_forks", "member_plan",
-           "load_fork_rule", "measured_with", "rule_mismatch", "run_shared_round", "round_from_settings",
-           "fork_rule_path", "break_budget", "independent_passes", "DEFAULT_RULE", "RULE_KIND",
-           "DEFAULT_BREAK_BUDGET"]
-
+__all__ = ["MemberFork", "ForkDecision", "ForkRule", "decide_forks", "member_plan", "load_fork_rule", "measured_with",
+           "rule_mismatch", "fork_rule_path", "break_budget", "DEFAULT_RULE", "RULE_KIND", "DEFAULT_BREAK_BUDGET"]
