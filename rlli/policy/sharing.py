@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rlli.config import ASSETS, Settings, SettingsError
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, RoundResult, expected_passes, independent_groups
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
 from rlli.diffusion.fork_probe import ProbeGroup, x0_disagreement
-from rlli.grouping import Group, group_prompts
+from rlli.grouping import Group
 
 DEFAULT_RULE = ASSETS / "fork" / "rule.json"
 RULE_KIND = "rlli fork rule"
