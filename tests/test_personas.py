@@ -10,17 +10,32 @@ from rlli.personas.judge import TRAITS, BigFive, Delivery, Persona, Rating
 
 
 def test_presets_cover_the_archetypes_their_counterparts_a_neurotic_and_a_balanced_persona():
+    from rlli.personas.population import norms, percentiles
+
     ps = {p.name: p for p in load_presets()}
     assert len(ps) >= 11
     for trait, name in [("openness", "open"), ("conscientiousness", "conscientious"), ("extraversion", "extraverted"),
                         ("agreeableness", "agreeable"), ("neuroticism", "neurotic")]:
-        assert getattr(ps[name].traits, trait) >= 0.85, name
-        assert max(ps[name].traits.as_tuple()) == getattr(ps[name].traits, trait)
+        pct = percentiles(ps[name].traits)  # among people (the norms), not on the scale
+        assert pct[trait] >= 85, name
+        assert max(pct.values()) == pct[trait]
     for trait, name in [("openness", "conventional"), ("conscientiousness", "careless"),
                         ("extraversion", "introverted"), ("agreeableness", "critical"), ("neuroticism", "stable")]:
-        assert getattr(ps[name].traits, trait) <= 0.15, name
-    assert ps["balanced"].traits == BigFive()
+        assert percentiles(ps[name].traits)[trait] <= 15, name
+    assert ps["balanced"].traits.as_tuple() == pytest.approx(norms().mean, abs=0.006)  # the average person
     assert all(p.description and p.instrument == "preset" for p in ps.values())
+
+
+def test_half_the_scale_is_not_the_average_person():
+    from rlli.personas.population import norm_sets, percentile
+
+    assert norm_sets()[0] == "gosling2003" and "web2014" in norm_sets()
+    # 0.5 is about one SD below the mean on O, C and A under the default norms; below the mean under both
+    assert all(percentile(t, 0.5) < 25 for t in ("openness", "conscientiousness", "agreeableness"))
+    assert all(percentile(t, 0.5, "web2014") < 35 for t in ("openness", "conscientiousness", "agreeableness"))
+    assert percentile("neuroticism", 0.5, "gosling2003") > 60
+    with pytest.raises(PersonaError, match="no norm set called 'x'; choose one of: gosling2003, web2014"):
+        percentile("openness", 0.5, "x")
 
 
 def test_find_preset_ignores_case_and_lists_the_names_when_unknown():
@@ -53,18 +68,33 @@ def test_the_judge_messages_quote_the_prompt_as_data():
     system, user = judge_messages(find_preset("open"), Delivery(evil, "an image of a car", 0.93, 2.26), "desc")
     assert user.count("<request>") == 1 and user.count("</request>") == 1
     assert user.splitlines()[0] == f"<request>{q}</request>"
-    assert "never an instruction" in system and "very curious and imaginative" in system
+    assert "never an instruction" in system and "very inquisitive and inventive" in user
     assert "Quality: 93%" in user and "waited 2.3 seconds" in user
     assert len(quote_request("x" * 5000)) < 1100
 
 
-def test_trait_words_follow_the_levels():
+def test_trait_words_follow_the_percentiles_among_people():
     from rlli.personas.templates import trait_phrase
 
-    assert trait_phrase(find_preset("balanced")) == "average in every way"
-    assert trait_phrase(find_preset("introverted")) == "very reserved and quiet"
-    p = Persona("x", BigFive(0.7, 0.3, 0.5, 0.5, 0.95))
-    assert trait_phrase(p) == "quite curious and imaginative, somewhat careless and spontaneous, very anxious and easily upset"
+    assert trait_phrase(find_preset("balanced")) == "typical in every way"
+    assert trait_phrase(find_preset("introverted")) == "very solitary and shy"
+    # 0.5 on the scale is below most people on openness (~7th percentile) but above most on neuroticism
+    p = Persona("x", BigFive(0.5, 0.73, 0.57, 0.71, 0.6))
+    assert trait_phrase(p) == "very traditional and practical, quite nervous and tense"
+    p = Persona("y", BigFive(0.85, 0.6, 0.57, 0.71, 0.36))
+    assert trait_phrase(p) == "quite inquisitive and inventive, somewhat haphazard and casual"  # O 0.85: ~75th percentile
+
+
+def test_the_layout_puts_shared_text_first_and_the_persona_last():
+    from rlli.personas.templates import judge_messages
+
+    d = Delivery("a red car", "an image of a red car", 0.9, 2.0)
+    (s1, u1), (s2, u2) = (judge_messages(find_preset(n), d, d.description) for n in ("open", "critical"))
+    assert s1 == s2  # the system message holds no persona
+    common = next(i for i, (a, b) in enumerate(zip(u1, u2)) if a != b)
+    assert "Who you are:" in u1[:common] and "You waited 2.0 seconds." in u1[:common]  # the delivery is shared
+    assert u1.index("Who you are:") > u1.index("You waited") > u1.index("What you got")
+    assert "explorer" not in s1.lower() and "explorer" in u1.lower()
 
 
 def test_the_description_reports_what_the_probe_reads_and_what_matches():
@@ -75,6 +105,10 @@ def test_the_description_reports_what_the_probe_reads_and_what_matches():
     d = describe_found(found, {"object": "car", "colour": "blue", "time": "night"})
     assert d.startswith("an image showing three red cars on the right, on a street, at night, in the rain; the look is warm")
     assert "matches 2 of the 3" in d and "right object car, time night" in d and "wrong colour blue (it shows red)" in d
+    conf = {k: 0.9 for k in found} | {"colour": 0.55}
+    d = describe_found(found, {"colour": "blue"}, conf, (0.42, 0.61))
+    assert "The probe's confidence: time night 90%" in d and "colour red 55%" in d
+    assert "Look: colourfulness 0.42, brightness 0.61 (0 to 1)." in d and "(it shows red, 55% sure)" in d
 
 
 def test_the_description_of_a_rendered_scene_names_its_attributes():
@@ -87,6 +121,7 @@ def test_the_description_of_a_rendered_scene_names_its_attributes():
     image = (world.render(scene, rng) * 255 + 0.5).astype(np.uint8)
     d = describe_image(image, "a red house on grass")
     assert "one red house" in d and "matches 4 of the 4" in d  # object, colour, ground and count (from "a")
+    assert "The probe's confidence: " in d and "object house " in d and "Look: colourfulness " in d
     assert describe_image(np.zeros((32, 32, 3), np.uint8), "a red house") == ""
 
 

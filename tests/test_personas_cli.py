@@ -31,7 +31,7 @@ def dead_url() -> str:
 def test_list_and_sample(capsys):
     code, out, _ = run(capsys, "personas", "list", "--json")
     rows = json.loads(out)
-    assert code == 0 and len(rows) == 11 and rows[0]["name"] == "open" and rows[0]["openness"] == 0.92
+    assert code == 0 and len(rows) == 11 and rows[0]["name"] == "open" and rows[0]["openness"] == 0.98
     code, out, _ = run(capsys, "personas", "sample", "3", "--seed", "5", "--json")
     assert code == 0 and [r["name"] for r in json.loads(out)] == ["sampled-5-0", "sampled-5-1", "sampled-5-2"]
     assert run(capsys, "personas", "sample", "0")[0] == 2
@@ -79,7 +79,8 @@ def test_judge_with_a_dead_endpoint_gives_a_status_and_no_score(capsys, monkeypa
     code, out, _ = run(capsys, "judge", "--persona", "critical", "--prompt", "two blue boats on a lake",
                        "--image", str(image_file), "--json")
     r = json.loads(out)
-    assert code == 1 and set(r) == {"score", "reason", "status", "backend", "model", "latency_s"}
+    assert code == 1 and set(r) == {"score", "reason", "status", "backend", "model", "latency_s", "perception", "told",
+                                    "told_hash", "extras"}
     assert r["score"] is None and r["status"] == "unavailable" and r["backend"] == "llm"
 
 

@@ -1,8 +1,10 @@
 """A faithful text account of a delivered image, for judges that cannot see images.
 
 On the embedded model's world the attribute probe reads every scene attribute back from the image;
-the description lists what it read and, against what the prompt asked for, what matches and what
-does not. Other images (other sizes, other backbones) get no description.
+the description lists what it read, how sure the probe is of each reading (its softmax probability),
+the image's look in numbers (colourfulness and brightness, 0 to 1) and, against what the prompt
+asked for, what matches and what does not. Other images (other sizes, other backbones) get no
+description: a text-only judge then perceives nothing of the image (``perception = none``).
 """
 
 from __future__ import annotations
@@ -50,17 +52,54 @@ def scene_sentence(found: dict[str, str]) -> str:
     return text + (f"; the look is {' and '.join(look)}" if look else "; the look is plain")
 
 
-def describe_found(found: dict[str, str], stated: dict[str, str]) -> str:
-    """The description from the probe's reading ``found`` and the prompt's stated attributes."""
+def _pct(p: float) -> str:
+    return f"{100 * p:.0f}%"
+
+
+def describe_found(found: dict[str, str], stated: dict[str, str], confidence: dict[str, float] | None = None,
+                   look: tuple[float, float] | None = None) -> str:
+    """The description from the probe's reading ``found`` (with each reading's ``confidence`` in [0, 1] when
+    known), the image's ``look`` (colourfulness, brightness) and the prompt's stated attributes."""
     text = f"an image showing {scene_sentence(found)}."
+    if confidence:
+        text += " The probe's confidence: " + ", ".join(f"{k} {found[k]} {_pct(confidence[k])}"
+                                                        for k in found if k in confidence) + "."
+    if look is not None:
+        text += f" Look: colourfulness {look[0]:.2f}, brightness {look[1]:.2f} (0 to 1)."
     if not stated:
         return text + " Your request named nothing this image model knows, so nothing could be checked."
+    conf = confidence or {}
+    sure = lambda k: f", {_pct(conf[k])} sure" if k in conf else ""  # noqa: E731
     hits = [f"{k} {v}" for k, v in stated.items() if found.get(k) == v]
-    misses = [f"{k} {v} (it shows {found.get(k)})" for k, v in stated.items() if found.get(k) != v]
+    misses = [f"{k} {v} (it shows {found.get(k)}{sure(k)})" for k, v in stated.items() if found.get(k) != v]
     text += f" It matches {len(hits)} of the {len(stated)} things you asked for"
     text += f": right {', '.join(hits)}" if hits else ""
     text += f"; wrong {', '.join(misses)}." if misses else "."
     return text
+
+
+def probe_reading(image: np.ndarray) -> tuple[dict[str, str], dict[str, float]] | None:
+    """(value, probability) per attribute the probe reads from one 64x64 image; None without the probe's weights."""
+    import torch
+
+    from rlli.diffusion.tiny import world
+
+    try:
+        from rlli.diffusion.fidelity import get_probe
+        from rlli.diffusion.tiny.probe import to_input
+
+        model = get_probe()
+    except FileNotFoundError:
+        return None
+    model.eval()
+    with torch.no_grad():
+        logits = model(to_input(np.asarray(image)[None]))
+    found, conf = {}, {}
+    for k in world.ATTRIBUTE_NAMES:
+        probs = torch.softmax(logits[k][0].float(), 0)
+        i = int(probs.argmax())
+        found[k], conf[k] = world.ATTRIBUTES[k][i], float(probs[i])
+    return found, conf
 
 
 def describe_image(image: np.ndarray, prompt: str) -> str:
@@ -70,13 +109,12 @@ def describe_image(image: np.ndarray, prompt: str) -> str:
     image = np.asarray(image)
     if image.shape != (world.SIZE, world.SIZE, 3):
         return ""
-    try:
-        from rlli.diffusion.fidelity import read_attributes
-
-        found = read_attributes(image[None])[0]
-    except FileNotFoundError:  # the probe's weights are not installed
+    reading = probe_reading(image)
+    if reading is None:  # the probe's weights are not installed
         return ""
-    return describe_found(found, world.parse_prompt(prompt))
+    look = look_extras(image)
+    numbers = (look["colourfulness"], look["brightness"]) if look else None
+    return describe_found(reading[0], world.parse_prompt(prompt), reading[1], numbers)
 
 
 def look_extras(image: np.ndarray) -> dict[str, float]:

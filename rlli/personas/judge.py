@@ -15,10 +15,22 @@ TRAITS: tuple[str, ...] = ("openness", "conscientiousness", "extraversion", "agr
 
 Status = Literal["ok", "invalid", "timeout", "unavailable", "error"]
 
+# What a judge perceived of the image it rated:
+#   image           the endpoint received the pixels (a vision-language model)
+#   probe-text      a text account of the image read by the embedded world's attribute probe (with confidences)
+#   image-features  numbers computed from the pixels (the parametric judge's colourfulness and brightness)
+#   none            nothing of the image: the judge rated the request, the quality number and the wait only
+PERCEPTIONS: tuple[str, ...] = ("image", "probe-text", "image-features", "none")
+
 
 @dataclass(frozen=True)
 class BigFive:
-    """Big-Five trait levels, each in [0, 1] (0.5 = population average)."""
+    """Big-Five trait levels, each in [0, 1]: the position on the questionnaire's scale (TIPI 1..7 -> (x - 1) / 6).
+
+    0.5 is the middle of the scale, not the population average: under the shipped norms the average
+    person sits at 0.73 (openness), 0.73 (conscientiousness), 0.57 (extraversion), 0.70 (agreeableness)
+    and 0.36 (neuroticism); :func:`rlli.personas.population.percentile` places a level among people.
+    """
 
     openness: float = 0.5
     conscientiousness: float = 0.5
@@ -74,22 +86,44 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Rating:
+    """One judge's rating, with what the judge perceived and what it was told.
+
+    ``perception`` is one of :data:`PERCEPTIONS`; ``told`` the exact text the judge was given (for an LLM
+    judge: the system message, a blank line and the user message; for the parametric judge: the numbers
+    it read). ``extras`` holds how the rating was obtained: ``attempts``, ``temperature``,
+    ``finish_reason``, ``template_hash``, ``request_hash``, ``expected_score`` (from token
+    probabilities, where the endpoint returns them), ``prompt_tokens``, ``cached`` ...
+    """
+
     score: int | None  # 1..10, None when the judge failed
     reason: str
     status: Status
     backend: str
     model: str
     latency_s: float = 0.0
+    perception: str = "none"
+    told: str = ""
+    extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.score is not None and not 1 <= self.score <= 10:
             raise ValueError(f"score must be 1..10 or None, got {self.score}")
         if (self.score is None) == (self.status == "ok"):
             raise ValueError(f"status {self.status!r} does not match score {self.score!r}")
+        if self.perception not in PERCEPTIONS:
+            raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
+
+    @property
+    def told_hash(self) -> str:
+        """A short hash of what the judge was told (16 hex digits), '' when nothing was recorded."""
+        import hashlib
+
+        return hashlib.sha256(self.told.encode()).hexdigest()[:16] if self.told else ""
 
     def as_dict(self) -> dict:
         return {"score": self.score, "reason": self.reason, "status": self.status, "backend": self.backend,
-                "model": self.model, "latency_s": round(self.latency_s, 4)}
+                "model": self.model, "latency_s": round(self.latency_s, 4), "perception": self.perception,
+                "told": self.told, "told_hash": self.told_hash, "extras": dict(self.extras)}
 
 
 @runtime_checkable

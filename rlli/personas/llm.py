@@ -11,11 +11,12 @@ The API key goes only into the request header; causes are scrubbed of it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlli.config import Settings
@@ -51,6 +52,40 @@ def resolve_endpoint(settings: Settings, model: str | None = None) -> Endpoint:
     return Endpoint(server.base_url, model or settings.llm_model or MODEL_NAME, True)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One chat reply: the parsed JSON, the raw text and how it ended.
+
+    ``finish_reason`` is the endpoint's ("stop", "length", ...); ``with_image`` whether the pixels were
+    sent; ``user`` the exact user text sent; ``logprobs`` the per-token log probabilities
+    ([{"token", "logprob", "top": {token: logprob}}], empty when the endpoint gives none);
+    ``request_hash`` a SHA-256 over the exact request (model, messages, image hash, sampling, format).
+    """
+
+    data: Any
+    text: str
+    finish_reason: str
+    with_image: bool
+    user: str
+    request_hash: str
+    response_format: str
+    logprobs: list = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def request_hash(kwargs: dict, image_png: bytes | None) -> str:
+    """SHA-256 over a chat request, with the image by its own hash (the same request, the same key)."""
+    def strip(content):
+        if isinstance(content, list):
+            return [c if c.get("type") != "image_url" else {"type": "image_url"} for c in content]
+        return content
+
+    payload = {**kwargs, "messages": [{**m, "content": strip(m["content"])} for m in kwargs["messages"]],
+               "image": hashlib.sha256(image_png).hexdigest() if image_png else ""}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def extract_json(text: str) -> Any:
     """The JSON value in a reply: the whole text, else the first {...} block (models add code fences)."""
     text = text.strip()
@@ -84,6 +119,7 @@ class LLMClient:
         else:  # llama-cpp-python's server knows json_object + schema (grammar-constrained), not json_schema
             self._formats = list(FORMATS[1:] if self.endpoint.embedded else FORMATS)
         self._images = {"on": True, "off": False}.get(settings.llm_images, not self.endpoint.embedded)
+        self._logprobs = True  # asked for until the endpoint refuses them
         self._lock = threading.Lock()
         self._model = self.endpoint.model
 
@@ -115,35 +151,56 @@ class LLMClient:
     def chat_json(self, system: str, user: str | Callable[[bool], str], schema: dict, *, name: str = "reply",
                   image_png: bytes | None = None,
                   temperature: float = 0.0, seed: int = 0, max_tokens: int | None = None) -> tuple[Any, str]:
-        """(parsed JSON, raw text) of one chat reply; raises :class:`LLMError`.
+        """(parsed JSON, raw text) of one chat reply; raises :class:`LLMError` (see :meth:`chat`)."""
+        r = self.chat(system, user, schema, name=name, image_png=image_png, temperature=temperature, seed=seed,
+                      max_tokens=max_tokens)
+        return r.data, r.text
 
-        A refused response format (HTTP 400/422) falls back to the next one, and a refused image to
-        the text alone; both are remembered for later calls. ``user`` may be a function of whether the
-        image goes along (so the text can say "the attached image" or describe it instead).
+    def prepare(self, system: str, user: str | Callable[[bool], str], schema: dict, *, name: str = "reply",
+                image_png: bytes | None = None, temperature: float = 0.0, seed: int = 0,
+                max_tokens: int | None = None, logprobs: bool = False) -> tuple[dict, bool, str]:
+        """(request keyword arguments, whether the image goes along, the user text) as :meth:`chat` would send them."""
+        fmt = self._formats[0]
+        with_image = image_png is not None and self._images
+        text = user(with_image) if callable(user) else user
+        content: Any = text
+        if with_image:
+            url = "data:image/png;base64," + base64.b64encode(image_png).decode()
+            content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
+        kwargs: dict[str, Any] = {
+            "model": self.model, "temperature": temperature, "seed": seed,
+            "max_tokens": max_tokens or self.settings.llm_max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+        }
+        if fmt != "none":
+            kwargs["response_format"] = _response_format(fmt, schema, name)
+        if logprobs and self._logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = 10
+        return kwargs, with_image, text
+
+    def chat(self, system: str, user: str | Callable[[bool], str], schema: dict, *, name: str = "reply",
+             image_png: bytes | None = None, temperature: float = 0.0, seed: int = 0, max_tokens: int | None = None,
+             logprobs: bool = False) -> Reply:
+        """One chat reply as a :class:`Reply`; raises :class:`LLMError`.
+
+        A refused response format (HTTP 400/422) falls back to the next one, a refused image to the text
+        alone, refused log probabilities to none; each is remembered for later calls. ``user`` may be a
+        function of whether the image goes along (so the text can say "the attached image" or describe it).
         """
         while True:
             fmt = self._formats[0]
-            with_image = image_png is not None and self._images
-            text = user(with_image) if callable(user) else user
-            content: Any = text
-            if with_image:
-                url = "data:image/png;base64," + base64.b64encode(image_png).decode()
-                content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
-            kwargs: dict[str, Any] = {
-                "model": self.model, "temperature": temperature, "seed": seed,
-                "max_tokens": max_tokens or self.settings.llm_max_tokens,
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
-            }
-            if fmt != "none":
-                kwargs["response_format"] = _response_format(fmt, schema, name)
+            kwargs, with_image, text = self.prepare(system, user, schema, name=name, image_png=image_png,
+                                                    temperature=temperature, seed=seed, max_tokens=max_tokens,
+                                                    logprobs=logprobs)
             try:
                 resp = self._client.chat.completions.create(**kwargs)
             except self._openai.BadRequestError as e:
-                if self._fall_back(fmt, with_image, e):
+                if self._fall_back(fmt, with_image, e, "logprobs" in kwargs):
                     continue
                 raise self._error(e) from None
             except self._openai.UnprocessableEntityError as e:
-                if self._fall_back(fmt, with_image, e):
+                if self._fall_back(fmt, with_image, e, "logprobs" in kwargs):
                     continue
                 raise self._error(e) from None
             except self._openai.InternalServerError as e:  # some servers answer a refused field with HTTP 500
@@ -152,11 +209,14 @@ class LLMClient:
                 raise self._error(e) from None
             except Exception as e:  # noqa: BLE001 - mapped to a status and cause
                 raise self._error(e) from None
-            return self._parse(resp)
+            return self._parse(resp, kwargs, with_image, text, image_png, fmt)
 
-    def _fall_back(self, fmt: str, with_image: bool, e: Exception) -> bool:
+    def _fall_back(self, fmt: str, with_image: bool, e: Exception, asked_logprobs: bool = False) -> bool:
         message = str(e).lower()
         with self._lock:
+            if asked_logprobs and "logprob" in message:
+                self._logprobs = False
+                return True
             if with_image and self.settings.llm_images == "auto" and "image" in message:
                 self._images = False
                 return True
@@ -165,15 +225,22 @@ class LLMClient:
                 return True
         return False
 
-    def _parse(self, resp) -> tuple[Any, str]:
+    def _parse(self, resp, kwargs: dict, with_image: bool, user: str, image_png: bytes | None, fmt: str) -> Reply:
         try:
-            text = resp.choices[0].message.content or ""
+            choice = resp.choices[0]
+            text = choice.message.content or ""
         except (AttributeError, IndexError, TypeError):
             raise LLMError("invalid", "the endpoint's reply has no message") from None
+        finish = str(getattr(choice, "finish_reason", "") or "")
         try:
-            return extract_json(text), text
+            data = extract_json(text)
         except ValueError:
-            raise LLMError("invalid", f"the reply is not JSON: {self._scrub(text[:160])!r}") from None
+            cut = " (cut off at max_tokens)" if finish == "length" else ""
+            raise LLMError("invalid", f"the reply is not JSON{cut}: {self._scrub(text[:160])!r}") from None
+        usage = getattr(resp, "usage", None)
+        return Reply(data, text, finish, with_image, user, request_hash(kwargs, image_png), fmt,
+                     _token_logprobs(choice), getattr(usage, "prompt_tokens", None),
+                     getattr(usage, "completion_tokens", None))
 
     # ------------------------------------------------------------------ errors
 
@@ -202,6 +269,22 @@ class LLMClient:
         if isinstance(e, LLMError):
             return e
         return LLMError("error", f"{where}: {type(e).__name__}: {self._scrub(str(e))[:200]}")
+
+
+def _token_logprobs(choice) -> list[dict]:
+    """[{"token", "logprob", "top": {token: logprob}}] from an OpenAI-shaped choice; [] when it has none."""
+    lp = getattr(choice, "logprobs", None)
+    content = getattr(lp, "content", None) if lp is not None else None
+    if not content:
+        return []
+    out = []
+    for t in content:
+        try:
+            top = {str(x.token): float(x.logprob) for x in (getattr(t, "top_logprobs", None) or [])}
+            out.append({"token": str(t.token), "logprob": float(t.logprob), "top": top})
+        except (AttributeError, TypeError, ValueError):
+            return []
+    return out
 
 
 def _response_format(fmt: str, schema: dict, name: str) -> dict:

@@ -8,6 +8,7 @@ brackets escaped, so it can neither leave its ``<request>`` tags nor start a lin
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from string import Template
@@ -17,6 +18,7 @@ from rlli.personas.presets import read_toml, title_of
 
 MAX_REQUEST_CHARS = 1000  # longer prompts are cut (and marked) before they reach a model
 DATAMARK = "^"  # joins the words of the user's prompt, so that no part of it reads as an instruction
+MAX_REASON_CHARS = 120  # the judge's reason: short enough that the reply's JSON closes inside its token budget
 
 
 @lru_cache(maxsize=1)
@@ -28,21 +30,33 @@ def version() -> str:
     return str(templates().get("version", "v0"))
 
 
-def trait_phrase(persona: Persona) -> str:
-    """'very curious and imaginative, somewhat reserved and quiet' from the trait levels.
+def template_hash(section: str) -> str:
+    """A short hash (12 hex digits) of one template section's text, recorded with every rating it produced."""
+    t = templates()[section]
+    text = json.dumps({"section": section, "templates": t, "traits": templates()["traits"],
+                       "levels": templates()["levels"]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    Traits near the average (0.4 to 0.6) are left out; a persona average on all five is 'average in every way'.
+
+def trait_phrase(persona: Persona, norm_set: str = "") -> str:
+    """'very inquisitive and inventive, somewhat solitary and shy' from where each trait sits among people.
+
+    A level is phrased from its percentile under the norms (``personas/norms.toml``), not from its place
+    on the scale: typical levels (30th to 70th percentile) are left out, and a persona typical on all five
+    is 'typical in every way'.
     """
+    from rlli.personas.population import percentile
+
     t = templates()
-    bounds, words = t["levels"]["bounds"], t["levels"]["words"]
+    bounds, words = t["levels"]["percentile_bounds"], t["levels"]["words"]
     parts = []
     for name in TRAITS:
-        v = getattr(persona.traits, name)
-        if 0.4 <= v < 0.6:
+        pct = percentile(name, getattr(persona.traits, name), norm_set)
+        i = next(i for i, b in enumerate(bounds) if pct < b)
+        if not words[i]:
             continue
-        word = next(w for b, w in zip(bounds, words) if v < b)
-        parts.append(f"{word} {t['traits'][name]['high' if v >= 0.5 else 'low']}".strip())
-    return ", ".join(parts) or "average in every way"
+        parts.append(f"{words[i]} {t['traits'][name]['high' if pct >= 50 else 'low']}")
+    return ", ".join(parts) or "typical in every way"
 
 
 def persona_block(persona: Persona) -> dict[str, str]:
@@ -64,14 +78,21 @@ def quote_request(prompt: str) -> str:
 def judge_messages(persona: Persona, delivery: Delivery, delivered: str, naive: bool = False) -> tuple[str, str]:
     """(system, user) text of a rating request; ``delivered`` is the description or 'the attached image'.
 
-    ``naive`` pastes the prompt raw with no warning (the injection benchmark's baseline, never used to rate).
+    The system message holds only what every rating shares; the user message gives the delivery, then the
+    persona, last. ``naive`` pastes the prompt raw with no warning and the persona first (the injection
+    benchmark's baseline, never used to rate).
     """
     t = templates()["judge_naive" if naive else "judge"]
-    system = Template(t["system"]).substitute(persona_block(persona))
-    user = Template(t["user"]).substitute(
-        request=delivery.prompt if naive else quote_request(delivery.prompt), delivered=delivered,
-        quality=f"{100 * max(0.0, min(1.0, float(delivery.quality))):.0f}", delay=f"{float(delivery.delay_s):.1f}")
-    return system, user
+    fields = {**persona_block(persona), "reason_chars": str(MAX_REASON_CHARS),
+              "request": delivery.prompt if naive else quote_request(delivery.prompt), "delivered": delivered,
+              "quality": f"{100 * max(0.0, min(1.0, float(delivery.quality))):.0f}",
+              "delay": f"{float(delivery.delay_s):.1f}"}
+    return Template(t["system"]).substitute(fields), Template(t["user"]).substitute(fields)
+
+
+def told_text(system: str, user: str) -> str:
+    """What an LLM judge was told, as one text: the system message, a blank line, the user message."""
+    return f"{system}\n\n{user}"
 
 
 def tipi_messages(persona: Persona) -> tuple[str, str]:

@@ -57,15 +57,23 @@ def look_from_text(description: str) -> tuple[float, float]:
     return float(np.clip(0.4 + 0.15 * colour, 0, 1)), float(np.clip(0.5 + 0.15 * bright, 0, 1))
 
 
-def delivery_look(d: Delivery) -> tuple[float, float]:
+def delivery_look_source(d: Delivery) -> tuple[tuple[float, float], str]:
+    """(look, perception): from the pixels' numbers in ``extras`` (``image-features``), else from the
+    description's words (``probe-text``), else neutral (``none``)."""
     ex = d.extras or {}
     try:
         c, b = float(ex["colourfulness"]), float(ex["brightness"])
         if np.isfinite(c) and np.isfinite(b):
-            return float(np.clip(c, 0, 1)), float(np.clip(b, 0, 1))
+            return (float(np.clip(c, 0, 1)), float(np.clip(b, 0, 1))), "image-features"
     except (KeyError, TypeError, ValueError):
         pass
-    return look_from_text(d.description or "")
+    if re.search(r"[a-z]", (d.description or "").lower()):
+        return look_from_text(d.description), "probe-text"
+    return NEUTRAL_LOOK, "none"
+
+
+def delivery_look(d: Delivery) -> tuple[float, float]:
+    return delivery_look_source(d)[0]
 
 
 class TraitJudge:
@@ -89,7 +97,8 @@ class TraitJudge:
             return Rating(None, f"cannot rate quality={q!r}, delay={d!r}", "invalid", self.backend, self.model,
                           time.perf_counter() - t0)
         traits = np.array(persona.traits.as_tuple())
-        look = np.array(delivery_look(delivery))
+        look_pair, perception = delivery_look_source(delivery)
+        look = np.array(look_pair)
         qoe = float(trait_qoe(traits, q, d, look, self.delay_scale_s))
         w = trait_weights(traits)
         u = utilities(traits, q, d, look, self.delay_scale_s)
@@ -98,4 +107,7 @@ class TraitJudge:
         reason = (f"QoE {qoe:.2f}: quality {q:.2f}, waited {d:.1f} s, look (colour {look[0]:.2f}, brightness "
                   f"{look[1]:.2f}); weights {w[0]:.2f}/{w[1]:.2f}/{w[2]:.2f}; the {names[top]} cost the most")
         score = int(np.clip(np.rint(qoe), 1, 10))
-        return Rating(score, reason, "ok", self.backend, self.model, time.perf_counter() - t0)
+        told = (f"traits O C E A N {' '.join(f'{v:.2f}' for v in traits)}; quality {q:.2f}; delay {d:.1f} s; "
+                f"look colourfulness {look[0]:.2f}, brightness {look[1]:.2f} (from {perception})")
+        return Rating(score, reason, "ok", self.backend, self.model, time.perf_counter() - t0, perception=perception,
+                      told=told, extras={"expected_score": round(qoe, 4)})
