@@ -1,4 +1,4 @@
-"""Policies: baselines and oracle, training, checkpoints, loading by name, the round API."""
+"""Policies: baselines and best found, training, checkpoints, loading by name, the round API, evaluation."""
 
 import json
 
@@ -10,12 +10,12 @@ from rlli.config import ASSETS, Settings
 from rlli.grouping import Group
 from rlli.network.allocation import action_dim, evaluate
 from rlli.network.params import SystemParams
-from rlli.network.state import encode, kind_curves, obs_dim, sample_states
+from rlli.network.state import MemberCurves, encode, kind_curves, obs_dim, sample_states
 from rlli.personas.judge import BigFive
 from rlli.policy.api import POLICY_NAMES, Notice, allocate_round, build_round_state, compare, load_policy
 from rlli.policy.baselines import BASELINES, greedy_steps
 from rlli.policy.checkpoint import CheckpointError, load_actor, save_actor
-from rlli.policy.forks import MemberFork, forks_from_calibration
+from rlli.policy.forks import MemberFork, forks_from_rule, training_curves
 from rlli.policy.train import VALIDATION_SEED, Args, act, base_action, make_actor, train
 
 P = SystemParams()
@@ -23,14 +23,30 @@ P = SystemParams()
 
 @pytest.fixture(scope="module")
 def rounds():
-    return sample_states(np.random.default_rng(21), 12, P, kind_curves(ASSETS / "calibration.json", P.steps))
+    return sample_states(np.random.default_rng(21), 12, P, training_curves(P.steps))
 
 
-def test_oracle_is_the_ceiling_of_every_baseline(rounds):
+def test_best_found_is_the_ceiling_of_every_baseline(rounds):
     rewards = {n: evaluate(rounds, f(rounds, P, np.random.default_rng(0)), P).reward for n, f in BASELINES.items()}
-    for n in ("equal", "random", "greedy", "no_sharing"):
-        assert np.all(rewards["oracle"] >= rewards[n] - 1e-9), n
-    assert rewards["oracle"].mean() > rewards["greedy"].mean()
+    for n in ("equal", "random", "greedy", "no_sharing", "fork_max"):
+        assert np.all(rewards["best_found"] >= rewards[n] - 1e-9), n
+    assert np.array_equal(rewards["oracle"], rewards["best_found"])  # the old name runs the same search
+    contended = P.with_(bandwidth_hz=0.05e6, server_hz=2e9)  # where shares matter, the search beats greedy
+    g = evaluate(rounds, BASELINES["greedy"](rounds, contended), contended).reward
+    b = evaluate(rounds, BASELINES["best_found"](rounds, contended), contended).reward
+    assert np.all(b >= g - 1e-9) and b.mean() > g.mean() + 0.01
+
+
+def test_sampled_rounds_read_the_fork_rule_the_live_round_reads():
+    from rlli.policy.sharing import DEFAULT_RULE, load_fork_rule
+
+    rule, _ = load_fork_rule(DEFAULT_RULE)
+    curves = training_curves(P.steps, DEFAULT_RULE)
+    tol, budget = rule.operating(1.0, 1.0)
+    for b, lo in enumerate(rule.edges):  # the same caps decide_forks gives a member in each evidence bin
+        assert curves.caps[b] == rule.max_steps(lo + 1e-6, tol, budget)
+        assert np.allclose(curves.quality[b], rule.quality[b])
+    assert isinstance(curves, MemberCurves) and np.isclose(curves.weights.sum(), 1.0)
 
 
 def test_greedy_shares_within_its_tolerance(rounds):
@@ -74,7 +90,7 @@ def test_tiny_training_run_beats_random(tiny_runs, algo):
 @pytest.mark.parametrize("algo", ["gddpg", "ddpg"])
 def test_save_load_round_trip_gives_the_same_actions(tiny_runs, tmp_path, algo):
     _, folder = tiny_runs[algo]
-    rounds = sample_states(np.random.default_rng(2), 16, P3, kind_curves(ASSETS / "calibration.json", P3.steps))
+    rounds = sample_states(np.random.default_rng(2), 16, P3, training_curves(P3.steps))
     actor, meta = load_actor(folder)
     obs = encode(rounds, P3)
     base = base_action(rounds, P3, meta["residual"])
@@ -93,7 +109,7 @@ def test_traced_diffusion_actor_gives_the_eager_actions(tiny_runs):
     """The deployed G-DDPG runs a TorchScript trace of its reverse chain: same noise, same actions."""
     actor, _ = load_actor(tiny_runs["gddpg"][1])
     traced = actor.traced()
-    rounds = sample_states(np.random.default_rng(4), 6, P3, kind_curves(ASSETS / "calibration.json", P3.steps))
+    rounds = sample_states(np.random.default_rng(4), 6, P3, training_curves(P3.steps))
     obs = encode(rounds, P3)
     for i in range(len(obs)):  # one round at a time: the trace
         assert np.allclose(act(traced, obs[i:i + 1], seed=i), act(actor, obs[i:i + 1], seed=i), atol=1e-6)
@@ -126,7 +142,7 @@ def test_load_policy_by_name_and_visible_fallback(tmp_path, tiny_runs):
     s = Settings(policy_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown policy"):
         load_policy("ppo", s)
-    for name in ("equal", "random", "greedy", "no_sharing", "oracle"):
+    for name in ("equal", "random", "greedy", "no_sharing", "oracle", "best_found"):
         pol = load_policy(name, s)
         assert pol.name == name and pol.notice is None
     fallback = load_policy("gddpg", s)  # nothing under tmp_path
@@ -134,13 +150,18 @@ def test_load_policy_by_name_and_visible_fallback(tmp_path, tiny_runs):
     assert fallback.notice.kind == "fallback" and "gddpg" in fallback.notice.message
     wrong_k = load_policy("gddpg", s, folder=tiny_runs["gddpg"][1])  # trained for 3 slots, settings say 8
     assert wrong_k.name == "greedy" and "RLLI_POLICY_K_MAX" in wrong_k.notice.message
-    ok = load_policy("gddpg", Settings(policy_dir=tmp_path, policy_k_max=3), folder=tiny_runs["gddpg"][1])
+    ok = load_policy("gddpg", Settings(policy_dir=tmp_path, policy_k_max=3, energy_price=P3.energy_price),
+                     folder=tiny_runs["gddpg"][1])
     assert ok.name == "gddpg" and ok.notice is None
+    other = load_policy("gddpg", Settings(policy_dir=tmp_path, policy_k_max=3, energy_price=P3.energy_price,
+                                          net_server_ghz=5.0), folder=tiny_runs["gddpg"][1])
+    assert other.name == "gddpg" and other.notice.kind == "params" and "server_hz" in other.notice.message
 
 
 def _round(n_groups=((0, 1, 2), (3, 4), (5,))):
     groups = [Group(members=m, anchor=m[0], similarity=tuple(1.0 if k == m[0] else 0.8 for k in m)) for m in n_groups]
-    forks = forks_from_calibration(groups, P.steps, ASSETS / "calibration.json")
+    evidence = {k: (0.005, 0.03, 0.3)[k % 3] for m in n_groups for k in m}  # x0 disagreements: near, close, far
+    forks = forks_from_rule(groups, P.steps, evidence)
     traits = [BigFive.from_sequence(np.linspace(0.1, 0.9, 5)[::(1 if k % 2 else -1)]) for k in range(len(forks))]
     return groups, forks, traits
 
@@ -148,7 +169,7 @@ def _round(n_groups=((0, 1, 2), (3, 4), (5,))):
 @pytest.mark.parametrize("name", POLICY_NAMES)
 def test_every_policy_allocates_a_live_round_feasibly(name, tiny_runs):
     groups, forks, traits = _round()
-    s = Settings(policy_k_max=3)  # the tiny runs' slots: the round of 6 is allocated in parts
+    s = Settings(policy_k_max=3, energy_price=P3.energy_price)  # the tiny runs' slots: the round of 6 in parts
     live = build_round_state(groups, forks, traits, s, seed=4, payload_bytes=3 * 64 * 64 * 4)
     folder = tiny_runs[name][1] if name in tiny_runs else None
     pol = load_policy(name, s, folder=folder)
@@ -239,6 +260,8 @@ def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
     (["train", "policy", "--iterations", "0"], "must be positive"),
     (["eval", "policy", "--policy-dir", "/nonexistent/policies"], "no gddpg checkpoints"),
     (["eval", "policy", "--states", "0"], "--states"),
+    (["eval", "policy", "--env", "sequential", "--episodes", "0"], "--episodes"),
+    (["bench", "policy", "--threads", "0"], "--threads"),
     (["bench", "policy", "--policy", "ppo"], "unknown policy"),
 ])
 def test_policy_commands_refuse_bad_input_clearly(argv, msg, capsys):
@@ -256,13 +279,47 @@ def test_eval_json_has_the_issues_shape(tmp_path, tiny_runs, capsys, monkeypatch
 
     for algo in ("gddpg", "ddpg"):
         shutil.copytree(tiny_runs[algo][1], tmp_path / algo / "seed0")
-    result, extra = ev.evaluate_methods(tmp_path, ASSETS / "calibration.json", P3, n_states=12,
-                                        oracle_kw={"population": 32, "iterations": 3}, log=lambda m: None)
-    assert set(result) == {"methods", "gddpg_over_ddpg"}
-    assert list(result["methods"]) == list(POLICY_NAMES)
+    result = ev.evaluate_methods(tmp_path, P3, n_states=12, best_kw={"population": 32, "iterations": 3},
+                                 log=lambda m: None)
+    for key in ("methods", "gddpg_over_ddpg", "energy_saving_rounds", "beaten_best_found_rounds", "env", "ablation",
+                "references", "paired_reward", "seed_statistics", "personalisation"):
+        assert key in result, key
+    assert list(result["methods"]) == list(ev.ONE_ROUND_METHODS)
     for v in result["methods"].values():
-        assert set(v) == {"qoe", "qoe_ci", "energy", "delay", "oracle_share"}
+        assert {"qoe", "qoe_ci", "energy", "delay", "gain_captured", "oracle_share", "min_qoe", "jain"} <= set(v)
         assert v["qoe_ci"][0] <= v["qoe"] <= v["qoe_ci"][1]
-    assert result["methods"]["oracle"]["oracle_share"] == 1.0
+    assert result["methods"]["best_found"]["oracle_share"] == 1.0
+    assert result["methods"]["best_found"]["gain_captured"] == pytest.approx(1.0)
+    assert result["methods"]["no_sharing"]["gain_captured"] == pytest.approx(0.0)
     assert result["gddpg_over_ddpg"] == pytest.approx(result["methods"]["gddpg"]["qoe"] / result["methods"]["ddpg"]["qoe"])
-    assert extra["gddpg"]["seeds"] == 1
+    assert result["energy_saving_rounds"]["no_sharing"]["device"] == 0.0  # not sharing saves nothing against itself
+    assert set(result["ablation"]) == {"bandwidth", "compute", "steps", "all"}
+    assert result["methods"]["gddpg"]["seeds"] == 1 and result["env"]["name"] == "one-round"
+    json.dumps(result)
+
+
+def test_sequential_evaluation_pairs_every_method_with_myopic(tmp_path, tiny_runs):
+    import shutil
+
+    from rlli.policy import evaluate as ev
+
+    shutil.copytree(tiny_runs["ddpg"][1], tmp_path / "ddpg" / "seed0")
+    result = ev.evaluate_sequential(tmp_path, P3, episodes=3, episode_length=3, methods=("ddpg", "greedy", "no_sharing",
+                                    "myopic", "mpc"), best_kw={"population": 16, "iterations": 2},
+                                    mpc_kw={"horizon": 1, "samples": 1}, log=lambda m: None)
+    assert result["env"]["name"] == "sequential" and result["env"]["gamma"] > 0
+    assert set(result["paired_return"]["vs_myopic"]) == {"ddpg", "greedy", "no_sharing", "mpc"}
+    for v in result["methods"].values():
+        assert v["return_ci"][0] <= v["return"] <= v["return_ci"][1]
+    assert result["methods"]["myopic"]["gain_captured"] == pytest.approx(1.0)
+    json.dumps(result)
+
+
+def test_seed_statistics_follow_rliables_definitions():
+    from rlli.policy.evaluate import iqm, prob_improvement, seed_statistics
+
+    assert iqm(np.array([0.0, 1, 2, 3, 4, 5, 6, 100])) == pytest.approx(3.5)  # the middle half's mean
+    assert prob_improvement(np.array([2.0, 3.0]), np.array([1.0, 2.0])) == pytest.approx(0.875)
+    st = seed_statistics({"gddpg": np.array([1.0, 2, 3, 4]), "ddpg": np.array([0.0, 0.5, 1, 1.5])})
+    assert st["gddpg"]["iqm_ci"][0] <= st["gddpg"]["iqm"] <= st["gddpg"]["iqm_ci"][1]
+    assert 0.5 < st["p_gddpg_beats_ddpg"]["p"] <= 1.0

@@ -39,29 +39,52 @@ def _settings_params():
 
 
 def _eval(args) -> int:
-    from rlli.policy.evaluate import evaluate_methods
+    from rlli.policy.evaluate import evaluate_methods, evaluate_sequential
 
     s, p = _settings_params()
     if not 1 <= args.states <= 100_000:
         return fail("--states must be between 1 and 100000")
+    if not 1 <= args.episodes <= 10_000 or not 1 <= args.episode_length <= 1000:
+        return fail("--episodes must be between 1 and 10000 and --episode-length between 1 and 1000")
     policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        result, extra = evaluate_methods(policy_dir, s.calibration, p, args.states, log=log)
+        if args.env == "sequential":
+            result = evaluate_sequential(policy_dir, p, args.episodes, args.episode_length, log=log)
+        else:
+            result = evaluate_methods(policy_dir, p, args.states, log=log)
     except (FileNotFoundError, ValueError) as e:
         return fail(str(e))
     if args.json:
         print_json(result)
         return 0
-    print(f"{args.states} held-out rounds (2..{p.k_max} users), judge trait/parametric-v1, energy price "
-          f"{p.energy_price}/J; learned methods averaged over their seeds")
-    print(f"{'method':>11s} {'total QoE':>10s} {'95% CI':>17s} {'energy J':>9s} {'delay s':>8s} {'reward':>8s} "
-          f"{'of oracle':>9s} {'seeds':>5s} {'seed sd':>7s}")
+    if args.env == "sequential":
+        env = result["env"]
+        print(f"{env['episodes']} episodes of {env['episode_length']} rounds, gamma {env['gamma']}, energy price "
+              f"{env['energy_price']}/J; learned methods averaged over their seeds")
+        print(f"{'method':>11s} {'return':>8s} {'95% CI':>17s} {'QoE/round':>9s} {'energy J':>9s} {'missed':>6s} "
+              f"{'vs myopic':>24s}")
+        for k, v in result["methods"].items():
+            d = result["paired_return"].get("vs_myopic", {}).get(k)
+            vs = f"{d['mean']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]" if d else ""
+            print(f"{k:>11s} {v['return']:8.2f} [{v['return_ci'][0]:7.2f}, {v['return_ci'][1]:7.2f}] {v['qoe']:9.2f} "
+                  f"{v['energy']:9.1f} {v['missed_per_episode']:6.2f} {vs:>24s}")
+        return 0
+    print(f"{args.states} held-out rounds (2..{p.k_max} users), member curves from the fork rule, judge "
+          f"trait/parametric-v1, energy price {p.energy_price}/J; learned methods averaged over their seeds")
+    print(f"{'method':>11s} {'total QoE':>9s} {'95% CI':>17s} {'energy J':>9s} {'vs dev J':>8s} {'delay s':>7s} "
+          f"{'reward':>7s} {'gain':>6s} {'min QoE':>7s} {'Jain':>5s} {'saves':>6s}")
     for k, v in result["methods"].items():
-        e = extra[k]
-        print(f"{k:>11s} {v['qoe']:10.3f} [{v['qoe_ci'][0]:7.3f}, {v['qoe_ci'][1]:7.3f}] {v['energy']:9.2f} "
-              f"{v['delay']:8.3f} {e['reward']:8.3f} {100 * v['oracle_share']:8.1f}% {e['seeds']:5d} {e['seed_std']:7.3f}")
-    print(f"G-DDPG / DDPG total QoE: {result['gddpg_over_ddpg']:.4f} (the paper reports 1.15)")
+        sv = result["energy_saving_rounds"][k]["device"]
+        print(f"{k:>11s} {v['qoe']:9.3f} [{v['qoe_ci'][0]:7.3f}, {v['qoe_ci'][1]:7.3f}] {v['energy']:9.1f} "
+              f"{v['energy_vs_device']:8.1f} {v['delay']:7.2f} {v['reward']:7.3f} {100 * v['gain_captured']:5.0f}% "
+              f"{v['min_qoe']:7.2f} {v['jain']:5.3f} {100 * sv:5.0f}%")
+    for name, r in result["references"].items():
+        print(f"reference, {name}: total QoE {r['qoe']:.3f}, energy {r['energy']:.1f} J, delay {r['delay']:.2f} s")
+    print("ablation (reward lost when best found's choice is equalised):",
+          ", ".join(f"{k} {v['mean']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in result["ablation"].items()))
+    if result["gddpg_over_ddpg"] is not None:
+        print(f"G-DDPG / DDPG total QoE: {result['gddpg_over_ddpg']:.4f} (the paper reports 1.15)")
     return 0
 
 
@@ -76,7 +99,7 @@ def _curves(args) -> int:
         return fail(f"no learning curves under {policy_dir} (<algo>/seed*/curve.csv)")
     from rlli.policy.evaluate import validation_references
 
-    refs = validation_references(s.calibration)
+    refs = validation_references()
     svg = learning_curve_svg(curves, refs, "Validation reward while training (256 fixed rounds)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +115,8 @@ def _bench(args) -> int:
     s, p = _settings_params()
     if not 1 <= args.states <= 10_000:
         return fail("--states must be between 1 and 10000")
+    if not 1 <= args.threads <= 256:
+        return fail("--threads must be between 1 and 256")
     try:
         policy = load_policy(args.policy or s.policy, s)
     except ValueError as e:
@@ -99,16 +124,33 @@ def _bench(args) -> int:
     if policy.notice:
         print(f"notice: {policy.notice.message}", file=sys.stderr)
     try:
-        r = bench(policy, p, s.calibration, args.states)
+        r = bench(policy, p, args.states, threads=args.threads)
     except (FileNotFoundError, ValueError) as e:
         return fail(str(e))
     if args.json:
         print_json(r)
         return 0
-    print(f"{r['states']} rounds of K = {r['k']} users, one at a time")
+    print(f"{r['states']} rounds of K = {r['k']} users, one at a time, torch threads {r['torch_threads']}, {r['cpu']}")
     print(f"{r['policy']}: {r['ms_per_decision']:.3f} ms per allocation (reward {r['reward']:.3f})")
-    print(f"oracle: {r['oracle_ms_per_decision']:.1f} ms per allocation (reward {r['oracle_reward']:.3f})")
-    print(f"speed-up {r['speedup']:.0f}x at {100 * r['oracle_share']:.1f}% of the oracle's reward")
+    print(f"best found: {r['oracle_ms_per_decision']:.1f} ms per allocation (reward {r['oracle_reward']:.3f})")
+    print(f"speed-up {r['speedup']:.0f}x at {100 * r['oracle_share']:.1f}% of best found's reward")
+    return 0
+
+
+def _figures(args) -> int:
+    from rlli.policy.figure import write_system_figures
+
+    s, p = _settings_params()
+    if not 1 <= args.states <= 10_000:
+        return fail("--states must be between 1 and 10000")
+    policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
+    try:
+        written = write_system_figures(Path(args.out_dir), p, policy_dir, args.states,
+                                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (FileNotFoundError, ValueError) as e:
+        return fail(str(e))
+    for f in written:
+        print(f"wrote {f}")
     return 0
 
 
@@ -119,8 +161,11 @@ def register(commands) -> None:
     add_arguments(t)
     t.set_defaults(func=_train)
 
-    e = commands.eval.add_parser("policy", help="every allocation method on the same held-out rounds")
-    e.add_argument("--states", type=int, default=500)
+    e = commands.eval.add_parser("policy", help="every allocation method on the same held-out rounds or episodes")
+    e.add_argument("--env", choices=("one-round", "sequential"), default="one-round")
+    e.add_argument("--states", type=int, default=500, help="one-round: held-out rounds")
+    e.add_argument("--episodes", type=int, default=20, help="sequential: episodes (the same for every method)")
+    e.add_argument("--episode-length", type=int, default=20)
     e.add_argument("--policy-dir", default="", help="default RLLI_POLICY_DIR (assets/policies)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_eval)
@@ -130,8 +175,16 @@ def register(commands) -> None:
     c.add_argument("--out", default="docs/figures/policy_learning_curve.svg")
     c.set_defaults(func=_curves)
 
-    b = commands.bench.add_parser("policy", help="milliseconds per allocation (K = k_max) against the oracle")
+    f = commands.eval.add_parser("policy-figures", help="system-model figures: total QoE against users, band and "
+                                                         "server speed; the energy-QoE front over the energy price (SVG)")
+    f.add_argument("--states", type=int, default=200)
+    f.add_argument("--policy-dir", default="")
+    f.add_argument("--out-dir", default="docs/figures")
+    f.set_defaults(func=_figures)
+
+    b = commands.bench.add_parser("policy", help="milliseconds per allocation (K = k_max) against best found")
     b.add_argument("--states", type=int, default=64)
+    b.add_argument("--threads", type=int, default=1, help="torch threads (pinned)")
     b.add_argument("--policy", default="", help="default RLLI_POLICY")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)

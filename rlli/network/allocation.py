@@ -55,20 +55,37 @@ class Outcome:
 
     allocation: Allocation
     quality: np.ndarray
-    delay_server_s: np.ndarray  # waiting for the prefix up to the member's fork step
-    delay_tx_s: np.ndarray  # receiving the hand-off
+    delay_server_s: np.ndarray  # the queue ahead plus the prefix up to the member's fork step
+    delay_tx_s: np.ndarray  # prompt upload and hand-off download
     delay_device_s: np.ndarray  # the member's own steps on its device
     delay_s: np.ndarray  # total
-    energy_device_j: np.ndarray
-    energy_tx_j: np.ndarray
-    energy_server_j: np.ndarray  # [B] all prefixes
+    energy_device_j: np.ndarray  # the device's own denoising steps
+    energy_tx_j: np.ndarray  # radio: the user's upload and the cell's hand-off download
+    energy_server_j: np.ndarray  # [B] all prefixes: e_s per step, whatever share a group gets
     qoe: np.ndarray
-    reward: np.ndarray  # [B] total QoE - price * total energy
+    reward: np.ndarray  # [B] total QoE - price * energy (device energy weighted by 2 - battery)
+    missed: np.ndarray | None = None  # bool [B, K]: delay past the user's deadline (QoE 1)
+    server_work_s: np.ndarray | None = None  # [B] seconds of whole-server work the prefixes add to the queue
 
     @property
     def energy_j(self) -> np.ndarray:
         """[B] total energy of the round."""
         return self.energy_device_j.sum(1) + self.energy_tx_j.sum(1) + self.energy_server_j
+
+    @property
+    def total_qoe(self) -> np.ndarray:
+        return self.qoe.sum(1)
+
+
+@dataclass
+class Reference:
+    """A no-sharing reference for the same rounds: every user on its own device, or the server per user."""
+
+    name: str
+    delay_s: np.ndarray  # [B, K]
+    energy_j: np.ndarray  # [B]
+    qoe: np.ndarray  # [B, K]
+    reward: np.ndarray  # [B]
 
     @property
     def total_qoe(self) -> np.ndarray:
@@ -109,9 +126,29 @@ def map_actions(st: RoundState, action: np.ndarray) -> Allocation:
 QoeFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (traits, quality, delay_s) -> QoE
 
 
+def patience_s(traits: np.ndarray, p: SystemParams) -> np.ndarray:
+    """A persona's patience T0 (1.25 + 0.5 A - 0.75 N) (rlli/network/qoe.py); its deadline is deadline_factor x this."""
+    t = np.asarray(traits, dtype=float)
+    return p.delay_scale_s * (1.25 + 0.5 * t[..., 3] - 0.75 * t[..., 4])
+
+
+def _qoe(st: RoundState, q: np.ndarray, delay: np.ndarray, p: SystemParams, qoe_fn: QoeFn | None):
+    qoe = trait_qoe(st.traits, q, delay, None, p.delay_scale_s) if qoe_fn is None else qoe_fn(st.traits, q, delay)
+    missed = np.zeros(st.mask.shape, bool)
+    if p.deadline_factor > 0:
+        missed = st.mask & (delay > p.deadline_factor * patience_s(st.traits, p))
+        qoe = np.where(missed, 1.0, qoe)
+    return np.where(st.mask, qoe, 0.0), missed
+
+
+def _bits_time(nbytes: float, rate: np.ndarray) -> np.ndarray:
+    return 8.0 * nbytes / np.where(rate > 0, rate, 1.0)
+
+
 def outcome(st: RoundState, alloc: Allocation, p: SystemParams, qoe_fn: QoeFn | None = None) -> Outcome:
     """Delays, energy, quality, QoE and reward of an allocation. QoE comes from ``qoe_fn`` (default: the
-    parametric trait judge with a neutral look, since the image does not exist yet when allocating)."""
+    parametric trait judge with a neutral look, since the image does not exist yet when allocating); a user
+    whose delay passes its deadline rates 1. Equations: docs/system-model.md."""
     m = st.mask
     n = p.steps
     s = alloc.steps
@@ -119,24 +156,49 @@ def outcome(st: RoundState, alloc: Allocation, p: SystemParams, qoe_fn: QoeFn | 
     f_group = alloc.group_compute_share * p.server_hz  # [B, groups]
     f_user = np.take_along_axis(f_group, g, axis=1)
     sharing = m & (s > 0)
-    t_server = np.where(sharing, s * p.cycles_per_step_server / np.where(f_user > 0, f_user, 1.0), 0.0)
+    queue = st.backlog_s[:, None]
+    t_server = np.where(sharing, queue + s * p.cycles_per_step_server / np.where(f_user > 0, f_user, 1.0), 0.0)
     rate = shannon_rate(alloc.bandwidth_share * p.bandwidth_hz, np.where(m, st.gain, 1.0), p)
-    t_tx = np.where(sharing, 8.0 * p.payload_bytes / np.where(rate > 0, rate, 1.0), 0.0)
+    t_up = np.where(sharing, _bits_time(p.prompt_bytes, rate), 0.0)
+    t_down = np.where(sharing, _bits_time(p.payload_bytes, rate), 0.0)
+    t_tx = t_up + t_down
     own = np.where(m, n - s, 0)
     t_dev = np.where(m, own * p.cycles_per_step_device / np.where(m, st.device_hz, 1.0), 0.0)
     delay = t_server + t_tx + t_dev
-    e_dev = own * p.kappa_device * st.device_hz**2 * p.cycles_per_step_device
+    e_dev = p.device_power_w * t_dev
     e_tx = p.tx_power_w * t_tx
-    e_srv = (alloc.prefix_steps * p.kappa_server * f_group**2 * p.cycles_per_step_server).sum(axis=1)
+    e_srv = p.server_step_j * alloc.prefix_steps.sum(axis=1)
     q = np.take_along_axis(st.quality, s[..., None], axis=2)[..., 0]
-    if qoe_fn is None:
-        qoe = trait_qoe(st.traits, q, delay, None, p.delay_scale_s)
-    else:
-        qoe = qoe_fn(st.traits, q, delay)
-    qoe = np.where(m, qoe, 0.0)
-    energy = e_dev.sum(1) + e_tx.sum(1) + e_srv
-    reward = qoe.sum(1) - p.energy_price * energy
-    return Outcome(alloc, np.where(m, q, 0.0), t_server, t_tx, t_dev, delay, e_dev, e_tx, e_srv, qoe, reward)
+    qoe, missed = _qoe(st, q, delay, p, qoe_fn)
+    weighted = (e_dev * np.where(m, 2.0 - st.battery, 0.0)).sum(1) + e_tx.sum(1) + e_srv
+    reward = qoe.sum(1) - p.energy_price * weighted
+    work = alloc.prefix_steps.sum(axis=1) * p.server_step_s
+    return Outcome(alloc, np.where(m, q, 0.0), t_server, t_tx, t_dev, delay, e_dev, e_tx, e_srv, qoe, reward,
+                   missed, work)
+
+
+def device_reference(st: RoundState, p: SystemParams, qoe_fn: QoeFn | None = None) -> Reference:
+    """No sharing, every user on its own device: N steps at P_d, nothing sent."""
+    m = st.mask
+    t = np.where(m, p.steps * p.cycles_per_step_device / np.where(m, st.device_hz, 1.0), 0.0)
+    e = p.device_power_w * t
+    qoe, _ = _qoe(st, np.ones(m.shape), t, p, qoe_fn)
+    weighted = (e * np.where(m, 2.0 - st.battery, 0.0)).sum(1)
+    return Reference("all on devices", t, e.sum(1), qoe, qoe.sum(1) - p.energy_price * weighted)
+
+
+def server_reference(st: RoundState, p: SystemParams, qoe_fn: QoeFn | None = None) -> Reference:
+    """No sharing, the server generates every user's image separately: N steps per user on an equal share of the
+    server after the queue (all finish together), the prompt up and the image down on an equal share of the band."""
+    m = st.mask
+    k = np.maximum(m.sum(axis=1, keepdims=True), 1)
+    t_srv = st.backlog_s[:, None] + p.steps * p.server_step_s * k
+    rate = shannon_rate(np.where(m, p.bandwidth_hz / k, 0.0), np.where(m, st.gain, 1.0), p)
+    t_tx = _bits_time(p.prompt_bytes + p.image_bytes, rate)
+    t = np.where(m, t_srv + t_tx, 0.0)
+    e = p.server_step_j * p.steps * m.sum(axis=1) + (p.tx_power_w * np.where(m, t_tx, 0.0)).sum(1)
+    qoe, _ = _qoe(st, np.ones(m.shape), t, p, qoe_fn)
+    return Reference("all on the server", t, e, qoe, qoe.sum(1) - p.energy_price * e)
 
 
 def evaluate(st: RoundState, action: np.ndarray, p: SystemParams, qoe_fn: QoeFn | None = None) -> Outcome:

@@ -35,6 +35,14 @@ class RoundState:
     is_anchor: np.ndarray  # bool
     max_shared: np.ndarray  # int: most steps this member may share (the fork decision)
     quality: np.ndarray  # [B, K, N + 1] predicted relative quality if the member shares s steps
+    battery: np.ndarray | None = None  # [B, K] state of charge in [0, 1] (default full)
+    backlog_s: np.ndarray | None = None  # [B] server work queued ahead of this round's prefixes (s at full speed)
+
+    def __post_init__(self) -> None:
+        if self.battery is None:
+            self.battery = np.ones(self.mask.shape)
+        if self.backlog_s is None:
+            self.backlog_s = np.zeros(self.mask.shape[0])
 
     @property
     def batch(self) -> int:
@@ -75,6 +83,8 @@ class RoundState:
             raise ValueError("predicted quality must be finite and within [0, 1]")
         if not np.all(self.device_hz[m] > 0) or not np.all(self.gain[m] > 0):
             raise ValueError("device compute and channel gains must be positive")
+        if np.any(self.battery[m] < 0) or np.any(self.battery[m] > 1) or np.any(self.backlog_s < 0):
+            raise ValueError("battery must be within [0, 1] and the server backlog non-negative")
         for i in range(b):
             groups = set(self.group[i][m[i]].tolist())
             for g in groups:
@@ -86,9 +96,76 @@ class RoundState:
 # --------------------------------------------------------------------------- training rounds
 
 
+@dataclass(frozen=True)
+class MemberCurves:
+    """Where sampled rounds draw a member's predicted quality curve and cap from: the shipped fork rule's evidence
+    bins (``assets/fork/rule.json``), each with its quality curve (s = 0..N) and the cap the fork decision gives a
+    member in that bin at the rule's operating point, drawn with ``weights``. The live round reads the same rule
+    (rlli.policy.sharing.decide_forks), so training, the envs, evaluation and the app see the same curves."""
+
+    quality: np.ndarray  # [bins, N + 1], non-increasing, [:, 0] == 1
+    caps: np.ndarray  # [bins] int
+    weights: np.ndarray  # [bins], sums to 1
+    source: str = ""
+
+    @property
+    def steps(self) -> int:
+        return int(self.quality.shape[1] - 1)
+
+    @classmethod
+    def from_rule(cls, rule: dict, steps: int, tolerance: float | None = None, budget: float | None = None,
+                  weights: np.ndarray | None = None, source: str = "") -> MemberCurves:
+        """From a fork rule's JSON (kind "rlli fork rule"). Caps follow ForkRule.max_steps: the most steps whose
+        bin quality (and every fewer steps') stays >= 1 - tolerance and whose broken rate stays <= budget; both
+        default to the rule's calibrated operating point. A rule measured for another N is resampled by s / N."""
+        try:
+            n_rule = int(rule["steps"])
+            q = np.asarray(rule["quality"], dtype=float)
+            br = np.asarray(rule["broken"], dtype=float)
+            op = rule.get("operating_point") or {}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a fork rule with per-bin quality curves ({type(e).__name__}: {e})") from None
+        if q.ndim != 2 or q.shape != br.shape or q.shape[1] != n_rule + 1 or len(q) == 0:
+            raise ValueError("a fork rule needs one quality and one broken row of N + 1 values per bin")
+        tol = float(op.get("tolerance", 0.01) if tolerance is None else tolerance)
+        bud = float(op.get("break_budget", 0.02) if budget is None else budget)
+        caps_rule = np.zeros(len(q), dtype=int)
+        for b in range(len(q)):
+            best = 0
+            for s in range(1, n_rule + 1):
+                if q[b, s] < 1.0 - tol - 1e-9 or br[b, s] > bud + 1e-9:
+                    break
+                best = s
+            caps_rule[b] = best
+        if n_rule != steps:
+            x = np.arange(steps + 1) / steps
+            q = np.stack([np.interp(x, np.arange(n_rule + 1) / n_rule, row) for row in q])
+            caps_rule = np.floor(caps_rule * steps / n_rule + 1e-9).astype(int)
+        q = np.minimum.accumulate(np.clip(q, 0.0, 1.0), axis=1)
+        q[:, 0] = 1.0
+        w = np.full(len(q), 1.0 / len(q)) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != (len(q),) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError(f"weights need one non-negative number per bin ({len(q)})")
+        return cls(q, caps_rule, w / w.sum(), source)
+
+    @classmethod
+    def load(cls, path: str | Path, steps: int, **kw) -> MemberCurves:
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no fork rule at {p}: run `python -m rlli calibrate`") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"{p.name} is not readable JSON ({type(e).__name__})") from None
+        if not isinstance(d, dict) or d.get("kind") != "rlli fork rule":
+            raise ValueError(f"{p.name} is not a fork rule")
+        return cls.from_rule(d, steps, source=str(p), **kw)
+
+
 def kind_curves(calibration: str | Path, steps: int) -> dict[str, np.ndarray]:
-    """Measured quality curves per prompt-variant kind (assets/calibration.json ``by_variant_kind``),
-    resampled to s = 0..N: the stand-in for the fork decision while training."""
+    """Legacy: quality curves per prompt-variant kind from the retired similarity table
+    (assets/calibration.json ``by_variant_kind``). Kept only until rlli/policy/train.py reads
+    :func:`rlli.policy.forks.training_curves`; new code passes a :class:`MemberCurves`."""
     p = Path(calibration)
     try:
         table = json.loads(p.read_text())
@@ -153,47 +230,78 @@ def sample_links(rng: np.random.Generator, shape, p: SystemParams) -> tuple[np.n
     return d, h, channel_gain(d, h, p), rng.uniform(*p.device_hz, size=shape)
 
 
-def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves: dict[str, np.ndarray],
+def fill_groups(rng: np.random.Generator, st: RoundState, b: int, slots: np.ndarray, p: SystemParams,
+                 curves: MemberCurves | dict) -> None:
+    """Groups (CRP), one random anchor each, and every other member's curve and cap for round ``b``'s users."""
+    labels = _groups(rng, len(slots))
+    st.group[b] = -1
+    st.is_anchor[b] = False
+    st.max_shared[b] = 0
+    st.quality[b] = 1.0
+    st.group[b, slots] = labels
+    legacy = list(curves.values()) if isinstance(curves, dict) else None
+    for gi in range(labels.max() + 1):
+        members = slots[labels == gi]
+        anchor = members[rng.integers(len(members))]
+        st.is_anchor[b, anchor] = True
+        st.max_shared[b, anchor] = p.steps  # an anchor loses nothing by sharing (it forks with its last member)
+        for m in members:
+            if m == anchor:
+                continue
+            if legacy is not None:
+                q = _member_curve(rng, legacy[int(rng.integers(len(legacy)))])
+                st.quality[b, m] = q
+                st.max_shared[b, m] = _member_cap(rng, q)
+            else:
+                j = int(rng.choice(len(curves.weights), p=curves.weights))
+                st.quality[b, m] = curves.quality[j]
+                st.max_shared[b, m] = int(curves.caps[j])
+
+
+def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves: MemberCurves | dict,
                   k_range: tuple[int, int] | None = None) -> RoundState:
-    """``batch`` random training rounds: 2..k_max users, CRP groups with a random anchor, each other
-    member a random prompt-variant kind with its measured quality curve, Big-Five traits ~ U(0, 1)^5."""
+    """``batch`` random rounds: 2..k_max users, CRP groups with a random anchor, each other member's predicted
+    quality curve and cap from the fork rule's bins (``curves``; a legacy dict of per-kind curves still works),
+    Big-Five traits ~ U(0, 1)^5, full batteries and an empty server queue."""
     lo, hi = k_range or (2, p.k_max)
-    kinds = list(curves.values())
+    if isinstance(curves, MemberCurves) and curves.steps != p.steps:
+        raise ValueError(f"the member curves are for N = {curves.steps}, the parameters for N = {p.steps}")
     st = empty_state(batch, p)
     for b in range(batch):
         k = int(rng.integers(lo, hi + 1))
         slots = rng.permutation(p.k_max)[:k]
-        labels = _groups(rng, k)
         d, h, g, f = sample_links(rng, k, p)
         st.mask[b, slots] = True
         st.distance_m[b, slots], st.fading[b, slots], st.gain[b, slots], st.device_hz[b, slots] = d, h, g, f
         st.traits[b, slots] = rng.uniform(0.0, 1.0, size=(k, 5))
-        st.group[b, slots] = labels
-        for gi in range(labels.max() + 1):
-            members = slots[labels == gi]
-            anchor = members[rng.integers(len(members))]
-            st.is_anchor[b, anchor] = True
-            st.max_shared[b, anchor] = p.steps  # an anchor loses nothing by sharing (it forks with its last member)
-            for m in members:
-                if m != anchor:
-                    q = _member_curve(rng, kinds[int(rng.integers(len(kinds)))])
-                    st.quality[b, m] = q
-                    st.max_shared[b, m] = _member_cap(rng, q)
+        fill_groups(rng, st, b, slots, p, curves)
     return st
 
 
 # --------------------------------------------------------------------------- observation
 
 
-def obs_dim(k_max: int) -> int:
-    return k_max * (PER_SLOT + k_max)
+OBS_VERSIONS = (1, 2)
+GLOBALS = 5  # v2: band, server speed, steps N, users in the chunk, server backlog
 
 
-def encode(st: RoundState, p: SystemParams) -> np.ndarray:
-    """Fixed-size float32 observation [B, k_max * (PER_SLOT + k_max)]: per slot the mask, channel gain
-    (dB, scaled), device compute, Big-Five, anchor flag, group size, cap s_max/N, q_k at QUALITY_POINTS
-    of N, the most steps within a 3% predicted drop (as a fraction of the cap), and a one-hot of the group.
-    Empty slots are all zeros."""
+def obs_dim(k_max: int, version: int = 1) -> int:
+    """Observation length: v1 (the one-round layout the shipped checkpoints read) or v2 (v1 + each slot's battery
+    + the parameters that change the dynamics: band, server speed, N, users, backlog)."""
+    if version == 1:
+        return k_max * (PER_SLOT + k_max)
+    if version == 2:
+        return k_max * (PER_SLOT + k_max + 1) + GLOBALS
+    raise ValueError(f"observation version must be one of {OBS_VERSIONS}, not {version!r}")
+
+
+def encode(st: RoundState, p: SystemParams, version: int = 1) -> np.ndarray:
+    """Fixed-size float32 observation [B, obs_dim(k_max, version)].
+
+    v1, per slot: the mask, channel gain (dB, scaled), device compute, Big-Five, anchor flag, group size, cap s_max/N,
+    q_k at QUALITY_POINTS of N, the most steps within a 3% predicted drop (as a fraction of the cap), and a one-hot of
+    the group; empty slots are all zeros. v2 adds each slot's battery (2b - 1) and, once per round, log2 of the band
+    over 0.5 MHz, log2 of the server speed over 20 GHz, (N - 20) / 20, users / k_max and the backlog in slots."""
     b, k = st.mask.shape
     n = st.steps
     m = st.mask.astype(np.float32)
@@ -211,4 +319,11 @@ def encode(st: RoundState, p: SystemParams) -> np.ndarray:
             st.is_anchor.astype(float), size / k, st.max_shared / n, *np.moveaxis(st.quality[:, :, idx] * 2 - 1, -1, 0),
             hint]
     per = np.stack(cols, axis=-1) * m[..., None]
-    return np.concatenate([per, onehot], axis=-1).reshape(b, -1).astype(np.float32)
+    if version == 1:
+        return np.concatenate([per, onehot], axis=-1).reshape(b, -1).astype(np.float32)
+    obs_dim(k, version)  # refuses unknown versions
+    battery = ((st.battery * 2 - 1) * m)[..., None]
+    glob = np.stack([np.full(b, np.log2(p.bandwidth_hz / 0.5e6)), np.full(b, np.log2(p.server_hz / 20e9)),
+                     np.full(b, (n - 20) / 20), st.mask.sum(axis=1) / k, np.clip(st.backlog_s / p.slot_s, 0, 10)], axis=1)
+    slots = np.concatenate([per, onehot, battery], axis=-1).reshape(b, -1)
+    return np.concatenate([slots, glob], axis=1).astype(np.float32)

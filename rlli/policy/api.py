@@ -20,13 +20,15 @@ import numpy as np
 
 from rlli.network.allocation import Outcome, evaluate
 from rlli.network.params import SystemParams
-from rlli.network.state import RoundState, empty_state, encode, obs_dim, sample_links
+from rlli.network.state import OBS_VERSIONS, RoundState, empty_state, encode, obs_dim, sample_links
 from rlli.policy.baselines import BASELINES
 from rlli.policy.forks import check_forks
 
 log = logging.getLogger(__name__)
 
-POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max")
+POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max",
+                                 "best_found")
+ALIASES: dict[str, str] = {"oracle": "best_found"}  # old names that still load
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
 
 
@@ -34,7 +36,7 @@ LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
 class Notice:
     """Something the user must see: e.g. a learned policy that could not load (greedy runs instead)."""
 
-    kind: str  # "fallback"
+    kind: str  # "fallback" (greedy runs instead) or "params" (a checkpoint trained under other parameters)
     message: str
 
 
@@ -217,15 +219,33 @@ class BaselinePolicy(Policy):
         return self.fn(st, p, np.random.default_rng(seed))
 
 
+# the parameters that change the dynamics a policy learned; a checkpoint trained with other values still loads
+DYNAMICS_KEYS = ("steps", "bandwidth_hz", "server_hz", "cycles_per_step_server", "cycles_per_step_device",
+                 "server_step_j", "device_power_w", "energy_price", "deadline_factor", "payload_bytes")
+
+
+def params_mismatch(trained: dict | None, now: SystemParams) -> str | None:
+    """A sentence naming the system parameters a checkpoint was trained under that differ from ``now``."""
+    if not trained:
+        return None
+    cur = now.as_dict()
+    diffs = [f"{k} {trained.get(k)!r} (now {cur[k]!r})" for k in DYNAMICS_KEYS
+             if k != "payload_bytes" and trained.get(k) != cur[k]]
+    if not diffs:
+        return None
+    return "it was trained under other system parameters: " + ", ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else "")
+
+
 class LearnedPolicy(Policy):
-    def __init__(self, name: str, actor, meta: dict, folder: Path):
-        super().__init__(name)
+    def __init__(self, name: str, actor, meta: dict, folder: Path, notice: Notice | None = None):
+        super().__init__(name, notice)
         self.actor, self.meta, self.folder = actor, meta, folder
 
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
         from rlli.policy.train import act, base_action
 
-        return act(self.actor, encode(st, p), seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))))
+        obs = encode(st, p, int(self.meta.get("obs_version", 1)))
+        return act(self.actor, obs, seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))))
 
 
 def checkpoint_folder(name: str, settings=None) -> Path:
@@ -242,7 +262,7 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
     if name not in POLICY_NAMES:
         raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
     if name not in LEARNED:
-        return BaselinePolicy(name)
+        return BaselinePolicy(name)  # "oracle" runs best_found under its old name
     from rlli.config import Settings
 
     s = settings or Settings()
@@ -251,10 +271,13 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
         from rlli.policy.checkpoint import load_actor
 
         actor, meta = load_actor(path)
-        want = obs_dim(s.policy_k_max)
+        version = meta.get("obs_version", 1)
+        if version not in OBS_VERSIONS:
+            raise ValueError(f"it reads observation layout v{version}, this version knows {OBS_VERSIONS}")
+        want = obs_dim(s.policy_k_max, int(version))
         if meta.get("obs_dim") != want:
-            raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, these have {want} "
-                             f"(RLLI_POLICY_K_MAX={s.policy_k_max})")
+            raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, layout v{version} "
+                             f"has {want} (RLLI_POLICY_K_MAX={s.policy_k_max})")
         if hasattr(actor, "traced"):
             try:
                 actor = actor.traced()  # one round at a time, with less Python overhead per denoising step
@@ -263,7 +286,9 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
     except (ValueError, OSError, ImportError) as e:
         return BaselinePolicy("greedy", Notice("fallback", f"the {name} policy could not load ({e}); the greedy "
                                                            "heuristic allocates instead"))
-    return LearnedPolicy(name, actor, meta, path)
+    why = params_mismatch(meta.get("system"), SystemParams.from_settings(s))
+    notice = Notice("params", f"the {name} policy loaded, but {why}; its allocations may be poor") if why else None
+    return LearnedPolicy(name, actor, meta, path, notice)
 
 
 _CACHE: dict[tuple, Policy] = {}

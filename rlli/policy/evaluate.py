@@ -1,29 +1,42 @@
-"""``python -m rlli eval policy`` and ``python -m rlli bench policy``: every method on the same held-out
-rounds, and the time one allocation takes against the oracle's on the same rounds."""
+"""``python -m rlli eval policy`` and ``python -m rlli bench policy``: every method on the same held-out rounds
+(or the same sequential episodes), with the statistics a reviewer asks for, and the time one allocation takes
+against best found's on the same rounds.
+
+Statistics: 95% t intervals over rounds (or episodes); paired per-round differences against greedy, DDPG and (in
+the sequential env) myopic; seed-level IQM and probability of improvement with percentile bootstrap intervals over
+seeds, computed here with numpy/scipy the way the ``rliable`` package defines them (rliable 1.2.0 does not import
+with the current ``arch`` release); fairness (the round's lowest QoE, Jain's index); personalisation (within-round
+Spearman between each Big-Five trait and a user's shared steps, delay and QoE).
+"""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from rlli.network.allocation import Outcome, evaluate
+from rlli.network.allocation import Outcome, action_for, device_reference, evaluate, map_actions, server_reference
 from rlli.network.params import SystemParams
-from rlli.network.state import RoundState, encode, sample_states
-from rlli.policy.api import LEARNED, POLICY_NAMES
-from rlli.policy.baselines import BASELINES
+from rlli.network.state import MemberCurves, RoundState, encode, sample_states
+from rlli.policy.baselines import BASELINES, EQUAL_FRACTION
 from rlli.policy.checkpoint import load_actor
 from rlli.policy.forks import training_curves
 
 EVAL_SEED = 20_251_127  # the held-out rounds (training draws from seeds 0.., validation from 999983)
 BENCH_SEED = 7_654_321
+LEARNED = ("gddpg", "ddpg")
+CONTENDED = {"bandwidth_hz": 0.05e6, "server_hz": 2.0e9}
+ONE_ROUND_METHODS = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "fork_max", "best_found")
+TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 
-def heldout_states(p: SystemParams, n: int, calibration: Path, seed: int = EVAL_SEED,
+def heldout_states(p: SystemParams, n: int, curves: MemberCurves | None = None, seed: int = EVAL_SEED,
                    k_range: tuple[int, int] | None = None) -> RoundState:
-    return sample_states(np.random.default_rng(seed), n, p, training_curves(calibration, p.steps), k_range)
+    return sample_states(np.random.default_rng(seed), n, p, curves or training_curves(p.steps), k_range)
 
 
 def seed_folders(policy_dir: Path, name: str) -> list[Path]:
@@ -32,68 +45,335 @@ def seed_folders(policy_dir: Path, name: str) -> list[Path]:
     return sorted(found, key=lambda f: int(f.name[4:]) if f.name[4:].isdigit() else 1 << 30)
 
 
-def learned_outcomes(folders: list[Path], st: RoundState, p: SystemParams) -> list[Outcome]:
+def learned_actions(folder: Path, st: RoundState, p: SystemParams, seed: int = EVAL_SEED) -> np.ndarray:
     from rlli.policy.train import act, base_action
 
-    obs = encode(st, p)
-    outs = []
-    for f in folders:
-        actor, meta = load_actor(f)
-        base = base_action(st, p, bool(meta.get("residual")))
-        outs.append(evaluate(st, act(actor, obs, seed=EVAL_SEED, base=base), p))
-    return outs
+    actor, meta = load_actor(folder)
+    obs = encode(st, p, int(meta.get("obs_version", 1)))
+    return act(actor, obs, seed=seed, base=base_action(st, p, bool(meta.get("residual"))))
 
 
-def _summary(outs: list[Outcome], st: RoundState) -> dict:
+# ----------------------------------------------------------------------------- statistics
+
+
+def t_ci(x: np.ndarray) -> list[float]:
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    if n < 2:
+        return [float(x.mean()), float(x.mean())] if n else [float("nan")] * 2
+    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n))
+    return [float(x.mean()) - half, float(x.mean()) + half]
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return {"mean": float(d.mean()), "ci": t_ci(d), "wins": int((d > 1e-9).sum()), "losses": int((d < -1e-9).sum())}
+
+
+def jain(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Jain's fairness index per round, (sum x)^2 / (n sum x^2) over the users present."""
+    x = np.where(mask, x, 0.0)
+    n = mask.sum(1)
+    return x.sum(1) ** 2 / np.maximum(n * (x**2).sum(1), 1e-12)
+
+
+def iqm(x: np.ndarray) -> float:
+    return float(stats.trim_mean(np.asarray(x, float), 0.25))
+
+
+def _bootstrap(fn, *samples, reps: int = 2000, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    vals = [fn(*[s[rng.integers(0, len(s), len(s))] for s in samples]) for _ in range(reps)]
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+
+
+def prob_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) over runs (ties count half): rliable's probability of improvement for one task."""
+    x, y = np.asarray(x, float)[:, None], np.asarray(y, float)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
+def seed_statistics(scores: dict[str, np.ndarray]) -> dict:
+    """IQM with a bootstrap interval over seeds for each learned method, and P(G-DDPG > DDPG)."""
+    out = {name: {"seeds": len(v), "scores": [float(s) for s in v], "iqm": iqm(v),
+                  "iqm_ci": _bootstrap(iqm, np.asarray(v)) if len(v) > 1 else [iqm(v)] * 2}
+           for name, v in scores.items()}
+    if all(k in scores and len(scores[k]) > 0 for k in ("gddpg", "ddpg")):
+        x, y = np.asarray(scores["gddpg"]), np.asarray(scores["ddpg"])
+        out["p_gddpg_beats_ddpg"] = {"p": prob_improvement(x, y), "ci": _bootstrap(prob_improvement, x, y)}
+    out["note"] = ("IQM and probability of improvement as rliable defines them, percentile bootstrap over seeds "
+                   "(2000 resamples), computed with numpy; fewer than 10 seeds gives wide intervals")
+    return out
+
+
+def spearman_within_rounds(traits: np.ndarray, value: np.ndarray, mask: np.ndarray) -> list[float]:
+    """Mean over rounds (>= 3 users, values not all equal) of Spearman(trait_j, value) among the round's users."""
+    res = []
+    for j in range(traits.shape[-1]):
+        rhos = []
+        for b in range(mask.shape[0]):
+            m = mask[b]
+            if m.sum() < 3:
+                continue
+            v, t = value[b][m], traits[b][m][:, j]
+            if np.ptp(v) == 0 or np.ptp(t) == 0:
+                continue
+            rhos.append(stats.spearmanr(t, v).statistic)
+        res.append(float(np.mean(rhos)) if rhos else float("nan"))
+    return res
+
+
+def personalisation(st: RoundState, outs: list[Outcome]) -> dict:
+    o = outs[0]
+    return {what: dict(zip(TRAITS, [round(v, 4) for v in spearman_within_rounds(st.traits, val, st.mask)]))
+            for what, val in (("steps", o.allocation.steps.astype(float)), ("delay", o.delay_s), ("qoe", o.qoe))}
+
+
+# ----------------------------------------------------------------------------- one-round evaluation
+
+
+def _summary(outs: list[Outcome], st: RoundState, dev, srv) -> dict:
     """Per-round figures averaged over the outcomes (training seeds), then over rounds."""
     qoe = np.mean([o.total_qoe for o in outs], axis=0)
     reward = np.mean([o.reward for o in outs], axis=0)
     energy = np.mean([o.energy_j for o in outs], axis=0)
-    delay = np.mean([o.delay_s[st.mask].mean() for o in outs])
-    n = len(qoe)
-    half = float(stats.t.ppf(0.975, n - 1) * qoe.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    seed_means = [float(o.total_qoe.mean()) for o in outs]
-    return {"qoe": float(qoe.mean()), "qoe_ci": [float(qoe.mean()) - half, float(qoe.mean()) + half],
-            "energy": float(energy.mean()), "delay": float(delay), "reward": float(reward.mean()),
-            "seeds": len(outs), "seed_std": float(np.std(seed_means, ddof=1)) if len(outs) > 1 else 0.0}
+    m = st.mask
+    min_qoe = np.mean([np.where(m, o.qoe, np.inf).min(1) for o in outs], axis=0)
+    jains = np.mean([jain(o.qoe, m) for o in outs], axis=0)
+    seed_means = [float(o.reward.mean()) for o in outs]
+    return {"qoe": float(qoe.mean()), "qoe_ci": t_ci(qoe), "energy": float(energy.mean()),
+            "delay": float(np.mean([o.delay_s[m].mean() for o in outs])), "reward": float(reward.mean()),
+            "energy_vs_device": float((dev.energy_j - energy).mean()), "energy_vs_server": float((srv.energy_j - energy).mean()),
+            "min_qoe": float(min_qoe.mean()), "jain": float(jains.mean()),
+            "missed_deadlines": float(np.mean([o.missed[m].mean() for o in outs])),
+            "seeds": len(outs), "seed_std": float(np.std(seed_means, ddof=1)) if len(outs) > 1 else 0.0,
+            "_reward": reward, "_energy": energy, "_qoe": qoe, "_seed_rewards": seed_means,
+            "_all_rewards": np.stack([o.reward for o in outs])}
 
 
-def evaluate_methods(policy_dir: Path, calibration: Path, p: SystemParams | None = None, n_states: int = 500,
-                     oracle_kw: dict | None = None, log=print) -> tuple[dict, dict]:
-    """(the issue's JSON, extra figures per method: reward, seeds, seed_std). Raises FileNotFoundError when a
-    learned method has no checkpoint."""
+def ablation(st: RoundState, action: np.ndarray, p: SystemParams) -> dict:
+    """Reward lost when best found's bandwidth, compute or shared steps are replaced by the equal split's."""
+    alloc = map_actions(st, action)
+    x = (np.clip(action, -1, 1) + 1) / 2
+    k = st.k_max
+    xb, xc = x[:, :k], x[:, k:2 * k]
+    ref = evaluate(st, action, p).reward
+    equal_steps = np.minimum(int(round(EQUAL_FRACTION * p.steps)), st.max_shared)
+    variants = {"bandwidth": action_for(st, alloc.steps, None, xc), "compute": action_for(st, alloc.steps, xb, None),
+                "steps": action_for(st, np.where(st.mask & ~st.is_anchor, equal_steps, 0), xb, xc),
+                "all": action_for(st, np.where(st.mask & ~st.is_anchor, equal_steps, 0))}
+    return {name: paired(ref, evaluate(st, a, p).reward) for name, a in variants.items()}
+
+
+def energy_sensitivity(st: RoundState, p: SystemParams) -> dict:
+    """Share of rounds where sharing (greedy's and fork_max's steps) uses less energy than all on devices, for each
+    sourced server energy per step."""
+    from rlli.network.params import A10_POWER_W, A10_STEP_S, A100_POWER_W, A100_STEP_S, LUCCIONI_J_PER_STEP
+
+    out = {}
+    for label, e in (("A10 at TDP (default)", A10_POWER_W * A10_STEP_S), ("A100 SXM at TDP", A100_POWER_W * A100_STEP_S),
+                     ("Luccioni et al. node average", LUCCIONI_J_PER_STEP)):
+        q = p.with_(server_step_j=float(e))
+        dev = device_reference(st, q)
+        row = {"server_step_j": round(float(e), 2)}
+        for name in ("greedy", "fork_max"):
+            o = evaluate(st, BASELINES[name](st, q), q)
+            row[name] = float((o.energy_j < dev.energy_j - 1e-9).mean())
+        out[label] = row
+    return out
+
+
+def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: int = 500,
+                     best_kw: dict | None = None, log=print, curves: MemberCurves | None = None,
+                     methods: tuple[str, ...] = ONE_ROUND_METHODS) -> dict:
+    """The one-round evaluation (the issue's JSON). Raises FileNotFoundError when a learned method has no checkpoint."""
     p = p or SystemParams()
-    st = heldout_states(p, n_states, calibration)
-    summaries = {}
-    for name in POLICY_NAMES:
+    curves = curves or training_curves(p.steps)
+    st = heldout_states(p, n_states, curves)
+    dev, srv = device_reference(st, p), server_reference(st, p)
+    outs: dict[str, list[Outcome]] = {}
+    best_action = None
+    if "best_found" not in methods or "no_sharing" not in methods:
+        raise ValueError("the evaluation needs best_found and no_sharing (its scale)")
+    for name in methods:
         t0 = time.perf_counter()
         if name in LEARNED:
             folders = seed_folders(policy_dir, name)
             if not folders:
                 raise FileNotFoundError(f"no {name} checkpoints under {Path(policy_dir) / name} (seed*/actor.safetensors): "
                                         "train them with scripts/train_policies.sh")
-            outs = learned_outcomes(folders, st, p)
+            outs[name] = [evaluate(st, learned_actions(f, st, p), p) for f in folders]
         else:
-            kw = (oracle_kw or {}) if name == "oracle" else {}
-            outs = [evaluate(st, BASELINES[name](st, p, np.random.default_rng(EVAL_SEED), **kw), p)]
-        summaries[name] = _summary(outs, st)
+            kw = (best_kw or {}) if name == "best_found" else {}
+            a = BASELINES[name](st, p, np.random.default_rng(EVAL_SEED), **kw)
+            if name == "best_found":
+                best_action = a
+            outs[name] = [evaluate(st, a, p)]
         log(f"{name}: {time.perf_counter() - t0:.1f} s")
-    ceiling = summaries["oracle"]["reward"]
-    methods = {k: {"qoe": v["qoe"], "qoe_ci": v["qoe_ci"], "energy": v["energy"], "delay": v["delay"],
-                   "oracle_share": v["reward"] / ceiling} for k, v in summaries.items()}
-    result = {"methods": methods, "gddpg_over_ddpg": summaries["gddpg"]["qoe"] / summaries["ddpg"]["qoe"]}
-    extra = {k: {"reward": v["reward"], "seeds": v["seeds"], "seed_std": v["seed_std"]} for k, v in summaries.items()}
-    return result, extra
+    s = {k: _summary(v, st, dev, srv) for k, v in outs.items()}
+    best = s["best_found"]["reward"]
+    base = s["no_sharing"]["reward"]
+    methods_out = {}
+    for k, v in s.items():
+        methods_out[k] = {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
+        methods_out[k]["gain_captured"] = (v["reward"] - base) / (best - base) if best != base else float("nan")
+        methods_out[k]["oracle_share"] = v["reward"] / best
+    refs = {r.name: {"qoe": float(r.total_qoe.mean()), "qoe_ci": t_ci(r.total_qoe), "energy": float(r.energy_j.mean()),
+                     "delay": float(r.delay_s[st.mask].mean()), "reward": float(r.reward.mean()),
+                     "missed_deadlines": float((r.qoe[st.mask] == 1.0).mean())} for r in (dev, srv)}
+    members = st.mask & ~st.is_anchor  # rounds where a method shares anything (any seed)
+    shares = {k: np.any([((o.allocation.steps > 0) & members).any(1) for o in v], axis=0) for k, v in outs.items()}
+    saving = {k: {"device": float((v["_energy"] < dev.energy_j - 1e-9).mean()),
+                  "server": float((v["_energy"] < srv.energy_j - 1e-9).mean()),
+                  "device_when_sharing": float((v["_energy"] < dev.energy_j - 1e-9)[shares[k]].mean())
+                  if shares[k].any() else None,
+                  "rounds_sharing": float(shares[k].mean())} for k, v in s.items()}
+    best_r = s["best_found"]["_reward"]
+    beaten = {}
+    for k, v in s.items():
+        if k == "best_found":
+            continue
+        margin = v["_all_rewards"] - best_r[None]  # any seed
+        beaten[k] = {"rounds": int((margin > 1e-9).any(axis=0).sum()), "max_margin": float(max(margin.max(), 0.0))}
+    result = {
+        "env": {"name": "one-round", "rounds": n_states, "users": [2, p.k_max], "seed": EVAL_SEED,
+                "curves": curves.source, "energy_price": p.energy_price, "params": p.as_dict()},
+        "methods": methods_out,
+        "references": refs,
+        "gddpg_over_ddpg": s["gddpg"]["qoe"] / s["ddpg"]["qoe"] if "gddpg" in s and "ddpg" in s else None,
+        "paired_reward": {
+            "vs_greedy": {k: paired(v["_reward"], s["greedy"]["_reward"]) for k, v in s.items() if k != "greedy"},
+            **({"vs_ddpg": {k: paired(v["_reward"], s["ddpg"]["_reward"]) for k, v in s.items() if k != "ddpg"}}
+               if "ddpg" in s else {})},
+        "energy_saving_rounds": saving,
+        "beaten_best_found_rounds": beaten,
+        "seed_statistics": seed_statistics({k: np.asarray(s[k]["_seed_rewards"]) for k in LEARNED if k in s}),
+        "personalisation": {k: personalisation(st, v) for k, v in outs.items()},
+        "ablation": ablation(st, best_action, p),
+        "energy_sensitivity": energy_sensitivity(st, p),
+    }
+    c = p.with_(**CONTENDED)  # where bandwidth and compute can matter: a 10x narrower band, a 10x slower server
+    result["ablation_contended"] = {"params": CONTENDED, **ablation(st, BASELINES["best_found"](
+        st, c, np.random.default_rng(EVAL_SEED), **(best_kw or {})), c)}
+    return result
 
 
-def bench(policy, p: SystemParams, calibration: Path, n_states: int = 64, oracle_kw: dict | None = None) -> dict:
+# ----------------------------------------------------------------------------- sequential evaluation
+
+
+def run_episode(env, method, seed: int, rng_seed: int = 0) -> dict:
+    """One episode with ``method(env, state, rng) -> action``; rewards, discounted return, energy, QoE."""
+    env.reset(seed=seed)
+    rng = np.random.default_rng(rng_seed)
+    rewards, qoe, energy, missed = [], [], [], []
+    while True:
+        a = method(env, env.state, rng)
+        _, r, term, trunc, info = env.step(a)
+        rewards.append(r)
+        qoe.append(info["total_qoe"])
+        energy.append(info["energy_j"])
+        missed.append(info["missed"])
+        if term or trunc:
+            break
+    disc = float(sum(env.gamma**t * r for t, r in enumerate(rewards)))
+    return {"return": disc, "reward": float(np.sum(rewards)), "qoe": float(np.mean(qoe)), "energy": float(np.mean(energy)),
+            "missed": int(np.sum(missed))}
+
+
+def _baseline_method(name: str, kw: dict | None = None):
+    fn = BASELINES[name]
+    return lambda env, st, rng: fn(st, env.params, rng, **(kw or {}))[0]
+
+
+def _learned_method(folder: Path):
+    from rlli.policy.train import act, base_action
+
+    actor, meta = load_actor(folder)
+    version = int(meta.get("obs_version", 1))
+
+    def method(env, st, rng):
+        obs = encode(st, env.params, version)
+        return act(actor, obs, seed=int(rng.integers(0, 2**31 - 1)),
+                   base=base_action(st, env.params, bool(meta.get("residual"))))[0]
+    return method
+
+
+def evaluate_sequential(policy_dir: Path, p: SystemParams | None = None, episodes: int = 20, episode_length: int = 20,
+                        best_kw: dict | None = None, mpc_kw: dict | None = None, log=print,
+                        curves: MemberCurves | None = None, methods: tuple[str, ...] | None = None) -> dict:
+    """Every method on the same ``episodes`` of the sequential env (same seeds: the same arrivals, stays, fading and
+    prompts whatever the actions); discounted return with paired intervals against myopic."""
+    from rlli.network.env import SequentialAllocationEnv
+    from rlli.policy.seq_baselines import SEQ_BASELINES
+
+    p = p or SystemParams()
+    curves = curves or training_curves(p.steps)
+    env = SequentialAllocationEnv(p, curves, episode_length=episode_length)
+    names = methods or ("gddpg", "ddpg", "greedy", "no_sharing", "equal", "fork_max", "myopic", "mpc")
+    runs: dict[str, list[list[dict]]] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        if name in LEARNED:
+            folders = seed_folders(policy_dir, name)
+            if not folders:
+                raise FileNotFoundError(f"no {name} checkpoints under {Path(policy_dir) / name}")
+            fns = [_learned_method(f) for f in folders]
+        elif name in SEQ_BASELINES:
+            kw = {**(best_kw or {}), **((mpc_kw or {}) if name == "mpc" else {})}
+            fns = [lambda e, s, r, f=SEQ_BASELINES[name], kw=kw: f(e, s, r, **kw)]
+        else:
+            fns = [_baseline_method(name)]
+        runs[name] = [[run_episode(env, fn, EVAL_SEED + i, i) for i in range(episodes)] for fn in fns]
+        log(f"{name}: {time.perf_counter() - t0:.1f} s")
+    ret = {k: np.mean([[e["return"] for e in seed] for seed in v], axis=0) for k, v in runs.items()}
+    methods_out = {}
+    for k, v in runs.items():
+        flat = [e for seed in v for e in seed]
+        methods_out[k] = {"return": float(ret[k].mean()), "return_ci": t_ci(ret[k]),
+                          "qoe": float(np.mean([e["qoe"] for e in flat])),
+                          "qoe_ci": t_ci(np.mean([[e["qoe"] for e in seed] for seed in v], axis=0)),
+                          "energy": float(np.mean([e["energy"] for e in flat])),
+                          "missed_per_episode": float(np.mean([e["missed"] for e in flat])), "seeds": len(v)}
+    best = "myopic" if "myopic" in ret else None
+    if best and "no_sharing" in ret:
+        for k in methods_out:
+            span = ret[best].mean() - ret["no_sharing"].mean()
+            methods_out[k]["gain_captured"] = float((ret[k].mean() - ret["no_sharing"].mean()) / span) if span else None
+            methods_out[k]["oracle_share"] = float(ret[k].mean() / ret[best].mean())
+    return {"env": {"name": "sequential", "episodes": episodes, "episode_length": episode_length, "gamma": env.gamma,
+                    "arrival_rate": env.arrival_rate, "mean_stay": env.mean_stay, "background_load": env.background_load,
+                    "slot_s": p.slot_s, "curves": curves.source, "energy_price": p.energy_price, "params": p.as_dict()},
+            "methods": methods_out,
+            "paired_return": {"vs_myopic": {k: paired(v, ret["myopic"]) for k, v in ret.items() if k != "myopic"}}
+            if "myopic" in ret else {},
+            "gddpg_over_ddpg": methods_out["gddpg"]["qoe"] / methods_out["ddpg"]["qoe"]
+            if "gddpg" in methods_out and "ddpg" in methods_out else None}
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench(policy, p: SystemParams, n_states: int = 64, best_kw: dict | None = None, threads: int = 1) -> dict:
     """Milliseconds per allocation (one round of K = k_max users at a time: encode, act, map to an action) for
-    ``policy`` and for the oracle on the same rounds, in the same run; scoring the actions is not timed."""
-    st = heldout_states(p, n_states, calibration, seed=BENCH_SEED, k_range=(p.k_max, p.k_max))
+    ``policy`` and for best found on the same rounds, in the same run, torch pinned to ``threads``; scoring the
+    actions is not timed."""
+    import torch
+
+    torch.set_num_threads(threads)
+    st = heldout_states(p, n_states, seed=BENCH_SEED, k_range=(p.k_max, p.k_max))
     rounds = [st.take(i) for i in range(n_states)]
 
     def timed(fn) -> tuple[float, float]:
-        """Milliseconds per decision (encode, act, map to an action) and, outside the clock, the mean reward."""
         t0 = time.perf_counter()
         actions = [fn(r, i) for i, r in enumerate(rounds)]
         ms = 1000.0 * (time.perf_counter() - t0) / n_states
@@ -101,18 +381,19 @@ def bench(policy, p: SystemParams, calibration: Path, n_states: int = 64, oracle
 
     policy.actions(rounds[0], p, 0)  # warm-up
     ms, reward = timed(lambda r, i: policy.actions(r, p, i))
-    oracle_ms, oracle_reward = timed(lambda r, i: BASELINES["oracle"](r, p, np.random.default_rng(i),
-                                                                       **(oracle_kw or {})))
-    return {"policy": policy.name, "k": p.k_max, "states": n_states, "ms_per_decision": ms,
-            "oracle_ms_per_decision": oracle_ms, "speedup": oracle_ms / ms, "reward": reward,
-            "oracle_reward": oracle_reward, "oracle_share": reward / oracle_reward}
+    best_ms, best_reward = timed(lambda r, i: BASELINES["best_found"](r, p, np.random.default_rng(i), **(best_kw or {})))
+    return {"policy": policy.name, "k": p.k_max, "states": n_states, "batch": 1, "ms_per_decision": ms,
+            "oracle_ms_per_decision": best_ms, "best_found_ms_per_decision": best_ms, "speedup": best_ms / ms,
+            "reward": reward, "oracle_reward": best_reward, "oracle_share": reward / best_reward,
+            "threads": threads, "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
-def validation_references(calibration: Path, p: SystemParams | None = None, n: int = 256) -> dict[str, float]:
-    """The oracle's and the greedy heuristic's mean reward on the training runs' validation rounds."""
+def validation_references(p: SystemParams | None = None, n: int = 256) -> dict[str, float]:
+    """Best found's and the greedy heuristic's mean reward on the training runs' validation rounds."""
     from rlli.policy.train import VALIDATION_SEED
 
     p = p or SystemParams()
-    st = heldout_states(p, n, calibration, seed=VALIDATION_SEED)
+    st = heldout_states(p, n, seed=VALIDATION_SEED)
     return {name: float(evaluate(st, BASELINES[name](st, p, np.random.default_rng(VALIDATION_SEED)), p).reward.mean())
-            for name in ("oracle", "greedy", "no_sharing")}
+            for name in ("best_found", "greedy", "no_sharing")}

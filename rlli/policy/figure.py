@@ -85,3 +85,179 @@ def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], r
         legend_y += 40
     el.append("</svg>")
     return "\n".join(el)
+
+
+# ----------------------------------------------------------------------------- system-model figures
+
+METHOD_COLOURS = {"no_sharing": "#7f7f7f", "equal": "#bcbd22", "greedy": "#2ca02c", "best_found": "#000000",
+                  "gddpg": "#d62728", "ddpg": "#1f77b4", "all on the server": "#9467bd"}
+FIGURE_BEST_KW = {"population": 64, "iterations": 8, "restarts": 1}  # a lighter best found for the sweeps
+
+
+def line_chart_svg(xs: list[float], series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str,
+                   xlabel: str, ylabel: str, log_x: bool = False, width: int = 640, height: int = 400) -> str:
+    """SVG text: one line per series (mean) with a shaded band (lo, hi), markers at ``xs``."""
+    if not series:
+        raise ValueError("nothing to draw")
+    left, right, top, bottom = 70, 170, 40, 50
+    pw, ph = width - left - right, height - top - bottom
+    fx = (lambda v: np.log2(v)) if log_x else (lambda v: v)
+    x0, x1 = fx(min(xs)), fx(max(xs))
+    ys = np.concatenate([np.concatenate([lo, hi]) for _, lo, hi in series.values()])
+    y0, y1 = float(np.nanmin(ys)), float(np.nanmax(ys))
+    pad = 0.06 * (y1 - y0 or 1.0)
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(x):
+        return left + pw * (fx(x) - x0) / (x1 - x0 or 1.0)
+
+    def py(y):
+        return top + ph * (1 - (y - y0) / (y1 - y0))
+
+    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+          f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>',
+          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    for i in range(6):
+        yv = y0 + (y1 - y0) * i / 5
+        el.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" stroke="#eee"/>')
+        el.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.1f}</text>')
+    for xv in xs:
+        el.append(f'<text x="{px(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
+    el.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">{escape(xlabel)}</text>')
+    el.append(f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" text-anchor="middle">'
+              f'{escape(ylabel)}</text>')
+    ly = top + 10
+    for name, (mean, lo, hi) in series.items():
+        c = METHOD_COLOURS.get(name, "#333")
+        band = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs, hi))
+        band += " " + " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs[::-1], lo[::-1]))
+        el.append(f'<polygon points="{band}" fill="{c}" fill-opacity="0.15" stroke="none"/>')
+        el.append(f'<polyline points="{" ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs, mean))}" fill="none" '
+                  f'stroke="{c}" stroke-width="2"/>')
+        el += [f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="2.5" fill="{c}"/>' for a, b in zip(xs, mean)]
+        el.append(f'<rect x="{left + pw + 10}" y="{ly}" width="12" height="12" fill="{c}"/>')
+        el.append(f'<text x="{left + pw + 26}" y="{ly + 10}">{escape(name)}</text>')
+        ly += 20
+    el.append("</svg>")
+    return "\n".join(el)
+
+
+def _sweep(values, make_params, policy_dir: Path, n_states: int, k_range=None, log=print) -> dict:
+    """Total QoE per method at each value: mean over rounds, band = 95% t interval over rounds (baselines) or
+    the range of the seeds' means (learned methods)."""
+    from rlli.network.allocation import evaluate, server_reference
+    from rlli.policy.baselines import BASELINES
+    from rlli.policy.evaluate import heldout_states, learned_actions, seed_folders, t_ci
+
+    names = ("no_sharing", "equal", "greedy", "best_found", "gddpg", "ddpg")
+    rows = {n: ([], [], []) for n in (*names, "all on the server")}
+    for v in values:
+        p = make_params(v)
+        st = heldout_states(p, n_states, k_range=k_range(v) if k_range else None)
+        for n in names:
+            if n in ("gddpg", "ddpg"):
+                folders = seed_folders(policy_dir, n)
+                if not folders:
+                    continue
+                per_seed = [evaluate(st, learned_actions(f, st, p), p).total_qoe.mean() for f in folders]
+                m, lo, hi = float(np.mean(per_seed)), float(np.min(per_seed)), float(np.max(per_seed))
+            else:
+                kw = FIGURE_BEST_KW if n == "best_found" else {}
+                q = evaluate(st, BASELINES[n](st, p, np.random.default_rng(0), **kw), p).total_qoe
+                m, (lo, hi) = float(q.mean()), t_ci(q)
+            for lst, x in zip(rows[n], (m, lo, hi)):
+                lst.append(x)
+        q = server_reference(st, p).total_qoe
+        for lst, x in zip(rows["all on the server"], (float(q.mean()), *t_ci(q))):
+            lst.append(x)
+        log(f"  {v}: done")
+    return {n: tuple(np.asarray(a) for a in r) for n, r in rows.items() if r[0]}
+
+
+def pareto_svg(p, n_states: int, prices=(0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05), log=print) -> tuple[str, list]:
+    """Energy against total QoE of best found as the energy price moves (the front), with the two no-sharing
+    references as points."""
+    from rlli.network.allocation import device_reference, evaluate, server_reference
+    from rlli.policy.baselines import BASELINES
+    from rlli.policy.evaluate import heldout_states
+
+    st = heldout_states(p, n_states)
+    pts = []
+    for lam in prices:
+        q = p.with_(energy_price=float(lam))
+        o = evaluate(st, BASELINES["best_found"](st, q, np.random.default_rng(0), **FIGURE_BEST_KW), q)
+        pts.append((float(lam), float(o.energy_j.mean()), float(o.total_qoe.mean())))
+        log(f"  price {lam}: done")
+    refs = [(r.name, float(r.energy_j.mean()), float(r.total_qoe.mean())) for r in (device_reference(st, p),
+                                                                                    server_reference(st, p))]
+    width, height, left, right, top, bottom = 640, 400, 70, 170, 40, 50
+    pw, ph = width - left - right, height - top - bottom
+    es = [e for _, e, _ in pts] + [e for _, e, _ in refs]
+    qs = [x for _, _, x in pts] + [x for _, _, x in refs]
+    e0, e1 = min(es) * 0.95, max(es) * 1.05
+    q0, q1 = min(qs) - 0.5, max(qs) + 0.5
+
+    def px(e):
+        return left + pw * (e - e0) / (e1 - e0)
+
+    def py(q):
+        return top + ph * (1 - (q - q0) / (q1 - q0))
+
+    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+          f'<text x="{left}" y="22" font-size="14">Energy-QoE front over the energy price ({n_states} rounds)</text>',
+          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    for i in range(6):
+        ev, qv = e0 + (e1 - e0) * i / 5, q0 + (q1 - q0) * i / 5
+        el.append(f'<text x="{px(ev):.1f}" y="{top + ph + 16}" text-anchor="middle">{ev:.0f}</text>')
+        el.append(f'<text x="{left - 6}" y="{py(qv) + 4:.1f}" text-anchor="end">{qv:.1f}</text>')
+    el.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">energy per round (J)</text>')
+    el.append(f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" text-anchor="middle">'
+              'total QoE per round</text>')
+    el.append(f'<polyline points="{" ".join(f"{px(e):.1f},{py(q):.1f}" for _, e, q in pts)}" fill="none" '
+              'stroke="#000" stroke-width="2"/>')
+    for lam, e, q in pts:
+        el.append(f'<circle cx="{px(e):.1f}" cy="{py(q):.1f}" r="3" fill="#000"/>')
+        el.append(f'<text x="{px(e) + 5:.1f}" y="{py(q) - 5:.1f}" fill="#555">{lam:g}/J</text>')
+    for (name, e, q), c in zip(refs, ("#7f7f7f", "#9467bd")):
+        el.append(f'<rect x="{px(e) - 4:.1f}" y="{py(q) - 4:.1f}" width="8" height="8" fill="{c}"/>')
+        el.append(f'<text x="{px(e) + 7:.1f}" y="{py(q) + 4:.1f}" fill="{c}">{escape(name)}</text>')
+    el.append("</svg>")
+    return "\n".join(el), [{"price": a, "energy_j": b, "qoe": c} for a, b, c in pts] + \
+        [{"reference": a, "energy_j": b, "qoe": c} for a, b, c in refs]
+
+
+def write_system_figures(out_dir: Path, p, policy_dir: Path, n_states: int = 200, log=print) -> list[Path]:
+    """docs/figures/system_qoe_vs_{users,bandwidth,server}.svg, system_pareto_energy_price.svg and
+    system_figures.json (every plotted number)."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data, written = {"states": n_states, "best_found": FIGURE_BEST_KW, "params": p.as_dict()}, []
+    sweeps = [
+        ("users", [2, 3, 4, 5, 6, 7, 8], lambda v: p, lambda v: (v, v), "users in the round", False),
+        ("bandwidth", [0.05, 0.1, 0.25, 0.5, 1.0, 2.0], lambda v: p.with_(bandwidth_hz=v * 1e6), None, "band (MHz)", True),
+        ("server", [1, 2.5, 5, 10, 20, 40], lambda v: p.with_(server_hz=v * 1e9), None,
+         "server speed (GHz-equivalent; 20 = one A10)", True),
+    ]
+    for name, values, make, kr, xlabel, logx in sweeps:
+        log(f"sweep {name}")
+        series = _sweep(values, make, policy_dir, n_states, kr, log)
+        f = out_dir / f"system_qoe_vs_{name}.svg"
+        f.write_text(line_chart_svg(values, series, f"Total QoE per round against {name} ({n_states} rounds per point)",
+                                    xlabel, "total QoE per round", log_x=logx))
+        data[name] = {"x": values, **{k: {"mean": v[0].tolist(), "lo": v[1].tolist(), "hi": v[2].tolist()}
+                                      for k, v in series.items()}}
+        written.append(f)
+    log("pareto")
+    svg, pts = pareto_svg(p, n_states, log=log)
+    f = out_dir / "system_pareto_energy_price.svg"
+    f.write_text(svg)
+    data["pareto"] = pts
+    written.append(f)
+    j = out_dir / "system_figures.json"
+    j.write_text(json.dumps(data, indent=1))
+    written.append(j)
+    return written

@@ -1,10 +1,10 @@
-"""Where the policies read predicted quality: ONE place for training rounds and live rounds.
+"""Where the policies read predicted quality: ONE source, the shipped fork rule.
 
 Live rounds take the sharing issue's :class:`~rlli.policy.sharing.MemberFork` list as it is (each
-member's quality curve and its cap ``max_shared_steps``). Training rounds are sampled; their
-quality curves come from :func:`training_curves`, today the per-variant-kind curves measured by
-``python -m rlli calibrate`` (assets/calibration.json ``by_variant_kind``). When a fork rule with
-per-bin curves ships, switch the one line in :func:`training_curves`.
+member's quality curve from the rule's evidence bin and its cap ``max_shared_steps``). Sampled rounds
+(training, the environments, evaluation) draw each member's bin from :func:`training_curves`: the same
+rule (``assets/fork/rule.json``, ``RLLI_FORK_RULE``), its per-bin quality curves and the caps the fork
+decision gives at the rule's operating point.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlli.network.state import kind_curves
+from rlli.network.state import MemberCurves
 
 try:  # the sharing issue's decision type (rlli/policy/sharing.py)
     from rlli.policy.sharing import MemberFork
@@ -30,9 +30,21 @@ except ImportError:  # pragma: no cover - the same fields, while that module can
         evidence: dict
 
 
-def training_curves(calibration: str | Path, steps: int) -> dict[str, np.ndarray]:
-    """Quality curves (s = 0..N) that training rounds draw their members' predictions from."""
-    return kind_curves(calibration, steps)
+def training_curves(steps: int, rule: str | Path | None = None, weights=None) -> MemberCurves:
+    """Quality curves (s = 0..N) and caps that sampled rounds draw their members from: the fork rule's bins
+    (default the configured rule, ``RLLI_FORK_RULE``, else ``assets/fork/rule.json``), at the rule's operating
+    point. ``weights``: how often each bin occurs (default: equally often, as the bins are quantiles of the
+    calibration pairs' evidence)."""
+    from rlli.policy.sharing import DEFAULT_RULE
+
+    if rule is None:
+        try:
+            from rlli.config import Settings
+
+            rule = Path(Settings().fork_rule)
+        except (ValueError, OSError):  # settings that do not load must not stop training: the shipped rule
+            rule = DEFAULT_RULE
+    return MemberCurves.load(rule, steps, weights=weights)
 
 
 def check_forks(forks: list, steps: int) -> None:
@@ -56,21 +68,25 @@ def check_forks(forks: list, steps: int) -> None:
         raise ValueError(f"groups {bad} need exactly one anchor each")
 
 
-def forks_from_calibration(groups, steps: int, calibration: str | Path) -> list:
-    """Stand-in fork decisions from the similarity quality table (assets/calibration.json), for rounds
-    without a fork rule and for tests: a member's curve is q(similarity to its anchor, s / N) and it
-    may share up to N steps (the policy weighs the drop); an anchor shares with its last member."""
-    from rlli.policy.quality_table import QualityTable
+def forks_from_rule(groups, steps: int, evidence: dict[int, float], rule: str | Path | None = None) -> list:
+    """Fork decisions for a round from given x0 disagreements (request index -> evidence) through the fork rule,
+    as :func:`rlli.policy.sharing.decide_forks` makes them after its probe: for tests and sampled live-like
+    rounds without running the backbone. Anchors and members of groups of one share with nobody."""
+    from rlli.policy.sharing import DEFAULT_RULE, load_fork_rule
 
-    table = QualityTable.load(calibration)
+    fr, why = load_fork_rule(rule or DEFAULT_RULE)
+    if fr is None:
+        raise FileNotFoundError(why)
+    if fr.steps != steps:
+        raise ValueError(f"the fork rule is for N = {fr.steps}, not {steps}")
+    tol, budget = fr.operating(1.0, 1.0)
     forks = []
     for gi, g in enumerate(groups):
-        for k, sim in zip(g.members, g.similarity):
+        for k in g.members:
             if k == g.anchor or len(g.members) == 1:
-                forks.append(MemberFork(k, gi, k == g.anchor, steps, (1.0,) * (steps + 1), {"reason": "anchor"}))
+                forks.append(MemberFork(k, gi, True, steps, (1.0,) * (steps + 1), {"reason": "anchor"}))
                 continue
-            q = [1.0] + [min(1.0, table.quality_at(float(sim), s / steps)) for s in range(1, steps + 1)]
-            q = np.minimum.accumulate(np.asarray(q)).tolist()
-            forks.append(MemberFork(k, gi, False, steps, tuple(q), {"similarity": round(float(sim), 4),
-                                                                     "source": "calibration table"}))
+            d = float(evidence[k])
+            forks.append(MemberFork(k, gi, False, fr.max_steps(d, tol, budget), tuple(fr.quality_curve(d)),
+                                    {"x0_disagreement": d, "evidence_bin": fr.bin_of(d), "source": "fork rule"}))
     return sorted(forks, key=lambda f: f.request_index)
