@@ -14,11 +14,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rlli.config import ROOT, Settings
-from rlli.serve.backend import BatcherClosed, Job, RoundSlice
+from rlli.serve.batcher import BatcherClosed
 from rlli.serve.routing import ROUTINGS, Router, SemanticClusters, sampler_key
-from rlli.service import Phase, RoundReport
+
+if TYPE_CHECKING:  # the round's records cross from the replicas; this module needs no torch to route
+    from rlli.serve.backend import Job, RoundSlice
+    from rlli.service import Phase, RoundReport
 
 DEFAULT_ROUTE_THRESHOLD = 0.5  # cosine similarity to a cluster's leader prompt (see docs/scale-out.md)
 
