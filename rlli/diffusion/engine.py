@@ -13,6 +13,13 @@ group prefix still running (with its anchor's prompt) and every member branch al
 call's time split by its rows. Latents stay in memory, keyed by group. The engine knows nothing of
 RL or networks: it takes groups and a per-member plan and returns images with exact accounting.
 
+A group can also run as a *split tree* (:class:`TreePlan`): every request has its own branch, and a
+request with a parent starts from the latent its parent's path holds at its departure step, so
+members that still agree ride a sub-trunk (another member's branch) after they leave the anchor's.
+A one-level tree is exactly the per-member fork above (:meth:`TreePlan.one_level`; ``run`` uses it).
+A tree's root may also start from a latent kept from an earlier round (:class:`Start`).
+Passes per round: ``c * sum_k (N - d_k)`` over requests, ``d_k`` the step its own branch starts.
+
 Only deterministic samplers run here: a stochastic one would draw from the global RNG, so the same
 seed would no longer give the same image, and a shared prefix would no longer be shareable.
 """
@@ -97,19 +104,135 @@ class Output:
     seed: int  # the request's own seed
     group: int
     anchor_prompt: str
-    shared_steps: int  # this member's s_k
-    own_steps: int  # N - s_k
+    shared_steps: int  # steps the server ran for this request before its hand-off (its s_k; a trunk's last fork)
+    own_steps: int  # N - shared_steps
     handoff_bytes: int
     image: np.ndarray  # uint8 (H, W, 3)
-    noise_seed: int = 0  # the seed the starting noise came from: the anchor's when s_k > 0
-    anchor_index: int = 0  # the request whose prompt and seed ran the group's shared steps
+    noise_seed: int = 0  # the seed the starting noise came from: the anchor's (or the tree root's) when shared
+    anchor_index: int = 0  # the request whose prompt and seed ran the group's shared steps (the tree's root)
     anchor_request_id: str = ""
     image_source: str = IMAGE_OWN  # IMAGE_OWN, IMAGE_FORKED or IMAGE_ANCHORS
+    parent_index: int | None = None  # the request whose branch this one left (None: its own seed, or a kept trunk)
+    foreign_steps: int = 0  # steps run on other prompts before its own branch began (d_k)
+    path: tuple = ()  # (whose prompt: request index or a kept trunk's id, from step, to step) per segment
+    start_origin: dict | None = None  # a trunk kept from an earlier round this request started from
 
     @property
     def is_anchors_image(self) -> bool:
         """True when this member received the anchor's finished image for a different prompt."""
         return self.image_source == IMAGE_ANCHORS
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """One group run as a split tree.
+
+    Every request in ``members`` has its own branch. ``parents[i]`` is the request whose *path* member i
+    leaves at step ``departures[i]`` (taking the latent that path holds at that step), or None: the
+    member starts from its own seed at step 0 (``departures[i] == 0``) or from a :class:`Start` given
+    to the run (``departures[i]`` = the start's step). A parent whose own branch begins after the
+    departure step hands over its own parent's latent (the same latent), so a policy may shorten any
+    member's departure freely. ``anchor`` is the root whose prompt and seed run the first steps.
+    """
+
+    members: tuple[int, ...]
+    anchor: int
+    parents: tuple[int | None, ...]
+    departures: tuple[int, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "members", tuple(int(k) for k in self.members))
+        object.__setattr__(self, "parents", tuple(None if p is None else int(p) for p in self.parents))
+        object.__setattr__(self, "departures", tuple(int(d) for d in self.departures))
+        if not len(self.members) == len(self.parents) == len(self.departures):
+            raise ValueError("a tree needs one parent and one departure step per member")
+        if self.anchor not in self.members:
+            raise ValueError("the anchor must be a member of its group")
+        if self.parent_of(self.anchor) is not None:
+            raise ValueError("the anchor is the tree's root: it has no parent")
+        for k, p, d in zip(self.members, self.parents, self.departures):
+            if d < 0:
+                raise ValueError(f"request {k} departs at a negative step")
+            if p is not None and (p not in self.members or p == k):
+                raise ValueError(f"request {k}'s parent {p} is not another member of its tree")
+            if p is not None and d == 0:
+                raise ValueError(f"request {k} departs its parent at step 0: give it no parent instead")
+        for k in self.members:  # every path ends at a root
+            seen, x = {k}, self.parent_of(k)
+            while x is not None:
+                if x in seen:
+                    raise ValueError("a tree's parents form a cycle")
+                seen.add(x)
+                x = self.parent_of(x)
+
+    @classmethod
+    def one_level(cls, group: GroupPlan) -> TreePlan:
+        """Today's per-member fork as a tree: every member with s_k > 0 leaves the anchor's branch at s_k."""
+        parents, deps = [], []
+        for k, s in zip(group.members, group.member_steps):
+            if k == group.anchor or s == 0:
+                parents.append(None)
+                deps.append(0)
+            else:
+                parents.append(group.anchor)
+                deps.append(s)
+        return cls(group.members, group.anchor, tuple(parents), tuple(deps))
+
+    def parent_of(self, k: int) -> int | None:
+        return self.parents[self.members.index(k)]
+
+    def departure_of(self, k: int) -> int:
+        return self.departures[self.members.index(k)]
+
+    def source(self, k: int) -> int | None:
+        """The request whose branch member k copies at its departure: its parent, or the nearest ancestor whose
+        branch already runs at that step."""
+        d, x = self.departure_of(k), self.parent_of(k)
+        while x is not None and self.parent_of(x) is not None and self.departure_of(x) >= d:
+            x = self.parent_of(x)
+        return x
+
+    def serving(self) -> dict[int, int]:
+        """Per member: the last step at which another member copies its branch (0: nobody)."""
+        out = {k: 0 for k in self.members}
+        for k in self.members:
+            src = self.source(k)
+            if src is not None:
+                out[src] = max(out[src], self.departure_of(k))
+        return out
+
+    def shared_steps_of(self, k: int) -> int:
+        """Steps the server runs for member k before its hand-off: its departure or its branch's last fork."""
+        return max(self.departure_of(k), self.serving()[k])
+
+    def path(self, k: int) -> list[tuple[int, int, int | None]]:
+        """(whose prompt drove the latent, from step, to step) per segment, oldest first; k's own is (k, d_k, None)."""
+        segs: list[tuple[int, int, int | None]] = [(k, self.departure_of(k), None)]
+        end, x = self.departure_of(k), self.source(k)
+        while x is not None:
+            segs.append((x, self.departure_of(x), end))
+            end, x = self.departure_of(x), self.source(x)
+        return segs[::-1]
+
+    @property
+    def depth(self) -> int:
+        """Levels of branching: 0 nobody shares, 1 every sharer leaves the root, 2+ sub-trunks."""
+        def level(k):
+            src = self.source(k)
+            return 0 if src is None else 1 + level(src)
+
+        return max((level(k) for k in self.members), default=0)
+
+
+@dataclass(frozen=True)
+class Start:
+    """A latent kept from an earlier round that a root member starts from (see :mod:`rlli.diffusion.trunks`)."""
+
+    latent: torch.Tensor  # (1, *latent_shape) at ``step``
+    scheduler: object  # the scheduler state at ``step`` (copied again for the branch)
+    step: int
+    seed: int  # the seed the kept trunk's noise came from
+    origin: dict  # JSON-able provenance: entry id, prompt, request id, age in seconds
 
 
 @dataclass
@@ -124,8 +247,14 @@ class RoundResult:
 
 
 def expected_passes(groups: list[GroupPlan], plan: Plan) -> int:
-    """Denoiser forward passes of a round: each prefix (max_k s_k) once, each member's own N - s_k steps."""
-    return plan.passes_per_step * sum(g.shared_steps + sum(plan.steps - s for s in g.member_steps) for g in groups)
+    """Denoiser forward passes of a round: each prefix (max_k s_k) once, each member's own N - s_k steps (the anchor's
+    own branch is the prefix, so an anchor planned below max_k s_k costs nothing extra)."""
+    return expected_tree_passes([TreePlan.one_level(g) for g in groups], plan)
+
+
+def expected_tree_passes(trees: list[TreePlan], plan: Plan) -> int:
+    """Denoiser forward passes of a round of trees: every request's own branch from its departure to N."""
+    return plan.passes_per_step * sum(plan.steps - d for t in trees for d in t.departures)
 
 
 def independent_groups(n: int) -> list[GroupPlan]:
@@ -177,17 +306,6 @@ class _Branch:
 
     def __init__(self, latent, scheduler, step: int, cond_row: int):
         self.latent, self.scheduler, self.step, self.cond_row = latent, scheduler, step, cond_row
-
-
-@dataclass
-class _Member:
-    """One request's place in the round: its group, fork step, and (once it has one) its own branch."""
-
-    request: int
-    group: int
-    fork: int
-    branch: _Branch | None = None
-    handoff_bytes: int = 0
 
 
 class Engine:
@@ -255,50 +373,39 @@ class Engine:
                 if not 0 <= s <= plan.steps:
                     raise ValueError(f"shared steps {s} outside 0..{plan.steps}")
 
-    def _setup(self, requests, groups, plan, row, device) -> tuple[dict[int, _Branch], list[_Member]]:
-        prefix: dict[int, _Branch] = {}
-        members: list[_Member] = []
-        for gi, g in enumerate(groups):
-            if g.shared_steps > 0:
-                prefix[gi] = self.start(requests[g.anchor].seed, plan, row[requests[g.anchor].prompt], device)
-            for k, s in zip(g.members, g.member_steps):
-                m = _Member(k, gi, s)
-                if s == 0:
-                    m.branch = self.start(requests[k].seed, plan, row[requests[k].prompt], device)
-                members.append(m)
-        return prefix, members
-
-    def _hand_off(self, step: int, prefix: dict[int, _Branch], members: list[_Member], requests, row) -> None:
-        """Members forking at ``step`` take their prefix's latent and a copy of its scheduler state."""
-        for m in members:
-            if m.branch is None and m.fork == step:
-                p = prefix[m.group]
-                m.branch = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), step, row[requests[m.request].prompt])
-                m.handoff_bytes = state_bytes(p.latent, p.scheduler)
-
-    def _outputs(self, requests, groups, plan, members, images) -> list[Output]:
-        outputs: list[Output] = [None] * len(requests)  # type: ignore[list-item]
-        for m, img in zip(members, images):
-            g, r = groups[m.group], requests[m.request]
-            a = requests[g.anchor]
-            if m.fork == 0:
-                source = IMAGE_OWN
-            elif m.fork == plan.steps and r.prompt != a.prompt:
-                source = IMAGE_ANCHORS
-            else:
-                source = IMAGE_FORKED
-            outputs[m.request] = Output(
-                request_id=r.request_id, prompt=r.prompt, seed=r.seed, group=m.group, anchor_prompt=a.prompt,
-                shared_steps=m.fork, own_steps=plan.steps - m.fork, handoff_bytes=m.handoff_bytes, image=img,
-                noise_seed=a.seed if m.fork > 0 else r.seed, anchor_index=g.anchor, anchor_request_id=a.request_id,
-                image_source=source)
-        return outputs
+    @staticmethod
+    def _check_trees(requests: list[Request], trees: list[TreePlan], plan: Plan, starts: dict[int, Start]) -> None:
+        covered = sorted(i for t in trees for i in t.members)
+        if covered != list(range(len(requests))):
+            raise ValueError("groups must cover every request exactly once")
+        for t in trees:
+            for k, p, d in zip(t.members, t.parents, t.departures):
+                if not 0 <= d <= plan.steps:
+                    raise ValueError(f"shared steps {d} outside 0..{plan.steps}")
+                if p is None and d > 0 and (k not in starts or starts[k].step != d):
+                    raise ValueError(f"request {k} starts at step {d} without a kept trunk at that step")
+                if p is None and k in starts and starts[k].step != d:
+                    raise ValueError(f"request {k} starts from a kept trunk at step {starts[k].step}, not {d}")
+                src = t.source(k)
+                if src is not None and t.parent_of(src) is None and t.departure_of(src) >= d:
+                    raise ValueError(f"request {k} leaves request {src} at step {d}, before its branch begins")
 
     @torch.no_grad()
     def run(self, requests: list[Request], groups: list[GroupPlan], plan: Plan) -> RoundResult:
+        """A round of per-member forks (each group a one-level tree; see the module)."""
+        self._check(requests, groups, plan)
+        return self.run_tree(requests, [TreePlan.one_level(g) for g in groups], plan)
+
+    @torch.no_grad()
+    def run_tree(self, requests: list[Request], trees: list[TreePlan], plan: Plan,
+                 starts: dict[int, Start] | None = None) -> RoundResult:
+        """A round of split trees: at each step one batched denoiser call for every live branch (trunks that
+        someone still leaves first, then the rest, in member order); a member's branch begins at its
+        departure with a copy of its source's latent and scheduler state."""
         if not requests:
             return RoundResult([], 0, {"total": 0.0})
-        self._check(requests, groups, plan)
+        starts = dict(starts or {})
+        self._check_trees(requests, trees, plan, starts)
         t0 = time.perf_counter()
         wall: dict[str, float] = {}
         prompts = sorted({r.prompt for r in requests})
@@ -306,16 +413,41 @@ class Engine:
         cond, uncond = self.encode(prompts)
         wall["encode"] = time.perf_counter() - t0
         device = cond[next(iter(cond))].device
-        prefix, members = self._setup(requests, groups, plan, row, device)
+        order = [(ti, k) for ti, t in enumerate(trees) for k in t.members]  # the batch's row order
+        tree_of = {k: trees[ti] for ti, k in order}
+        dep = {k: tree_of[k].departure_of(k) for _, k in order}
+        serve: dict[int, int] = {}
+        for t in trees:
+            serve.update(t.serving())
+        handoff_at = {k: max(dep[k], serve[k]) for _, k in order}
+        branches: dict[int, _Branch] = {}
+        handoff: dict[int, int] = {k: 0 for _, k in order}
         passes, cost = 0, {"shared": 0.0, "branches": 0.0}
-        # At step i the batch holds every prefix still running (i < max_k s_k, anchor prompt) and every
-        # member branch already on its own (own prompt): one batched denoiser call per step for the round.
         for i in range(plan.steps + 1):
-            self._hand_off(i, prefix, members, requests, row)
+            for _, k in order:  # branches that begin at step i (sources first: a source always began earlier)
+                if k in branches or dep[k] != i:
+                    continue
+                t = tree_of[k]
+                src = t.source(k)
+                if src is None and k in starts:
+                    st = starts[k]
+                    branches[k] = _Branch(st.latent.to(device).clone(), copy.deepcopy(st.scheduler), i,
+                                          row[requests[k].prompt])
+                elif src is None:
+                    branches[k] = self.start(requests[k].seed, plan, row[requests[k].prompt], device)
+                else:
+                    p = branches[src]
+                    branches[k] = _Branch(p.latent.clone(), copy.deepcopy(p.scheduler), i, row[requests[k].prompt])
+            for _, k in order:  # hand-offs: the latent leaves the server at this member's last shared step
+                if handoff_at[k] == i and i > 0:
+                    handoff[k] = state_bytes(branches[k].latent, branches[k].scheduler)
             if i == plan.steps:  # members that shared every step have just taken their hand-off
                 break
-            shared_rows = [b for gi, b in prefix.items() if i < groups[gi].shared_steps]
-            own_rows = [m.branch for m in members if m.branch is not None]
+            live = [k for _, k in order if k in branches]
+            if not live:  # every branch begins later (a kept trunk's start)
+                continue
+            shared_rows = [branches[k] for k in live if serve[k] > i]
+            own_rows = [branches[k] for k in live if serve[k] <= i]
             t_step = time.perf_counter()
             passes += self._advance(shared_rows + own_rows, cond, uncond, plan)
             dt = time.perf_counter() - t_step
@@ -323,7 +455,37 @@ class Engine:
             cost["branches"] += dt * len(own_rows) / (len(shared_rows) + len(own_rows))
         wall["shared"], wall["branches"] = cost["shared"], cost["branches"]
         t3 = time.perf_counter()
-        images = self.backbone.decode(torch.cat([m.branch.latent for m in members]))
+        images = self.backbone.decode(torch.cat([branches[k].latent for _, k in order]))
         wall["decode"] = time.perf_counter() - t3
         wall["total"] = time.perf_counter() - t0
-        return RoundResult(self._outputs(requests, groups, plan, members, images), passes, wall)
+        outputs: list[Output] = [None] * len(requests)  # type: ignore[list-item]
+        for (ti, k), img in zip(order, images):
+            outputs[k] = self._output(requests, tree_of[k], ti, k, plan, handoff_at[k], handoff[k], img, starts)
+        return RoundResult(outputs, passes, wall)
+
+    @staticmethod
+    def _output(requests, t: TreePlan, ti: int, k: int, plan: Plan, shared: int, nbytes: int, img,
+                starts: dict[int, Start]) -> Output:
+        r = requests[k]
+        path = t.path(k)
+        root = path[0][0]
+        start = starts.get(root)
+        a = requests[t.anchor]
+        d = t.departure_of(k)
+        src = t.source(k)
+        if shared == 0:
+            source = IMAGE_OWN
+        elif d == plan.steps and src is not None and r.prompt != requests[src].prompt:
+            source = IMAGE_ANCHORS
+        else:
+            source = IMAGE_FORKED
+        segs = tuple((x, a_, plan.steps if b_ is None else b_) for x, a_, b_ in path)
+        if start is not None:
+            segs = ((f"kept:{start.origin.get('entry', '')}", 0, start.step),) + segs
+        noise_seed = (start.seed if start is not None else requests[root].seed) if (shared > 0 or d > 0) else r.seed
+        return Output(
+            request_id=r.request_id, prompt=r.prompt, seed=r.seed, group=ti, anchor_prompt=a.prompt,
+            shared_steps=shared, own_steps=plan.steps - shared, handoff_bytes=nbytes, image=img,
+            noise_seed=noise_seed, anchor_index=t.anchor, anchor_request_id=a.request_id, image_source=source,
+            parent_index=src, foreign_steps=d if (src is not None or start is not None) else 0, path=segs,
+            start_origin=None if start is None else dict(start.origin, step=start.step))

@@ -15,7 +15,7 @@ anchor's steps (recomputed here, not borrowed from the round) plus one condition
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,6 +34,14 @@ class ProbeResult:
     disagreement: dict[int, float]  # request index -> quantile of |x0_member - x0_anchor| (0 for anchors)
     passes: int
     wall_s: float
+    # (i, j) with i < j, both in one probed group -> the same quantile between the two members' x0 on the anchor's
+    # latent: read by the split tree (no extra passes: every member's x0 is computed once)
+    pairwise: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def between(self, i: int, j: int) -> float:
+        if i == j:
+            return 0.0
+        return self.pairwise[(min(i, j), max(i, j))]
 
 
 def probe_passes(sizes: list[int], plan: Plan, probe_step: int) -> int:
@@ -102,4 +110,10 @@ def x0_disagreement(engine: Engine, requests: list[Request], groups: list[ProbeG
         if k != probed[gi].anchor:
             d = (x0[i] - anchor_x0[gi]).abs().flatten().float()
             out[k] = float(torch.quantile(d, quantile))
-    return ProbeResult(out, passes, time.perf_counter() - t0)
+    pairwise: dict[tuple[int, int], float] = {}
+    for i, (gi, k) in enumerate(owner):
+        for j, (gj, m) in enumerate(owner):
+            if gi == gj and k < m:
+                pairwise[(k, m)] = out[m] if k == probed[gi].anchor else out[k] if m == probed[gi].anchor else \
+                    float(torch.quantile((x0[i] - x0[j]).abs().flatten().float(), quantile))
+    return ProbeResult(out, passes, time.perf_counter() - t0, pairwise)

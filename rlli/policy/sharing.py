@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rlli.config import ASSETS, Settings, SettingsError
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, TreePlan
 from rlli.diffusion.fork_probe import ProbeGroup, x0_disagreement
 from rlli.grouping import Group
 
@@ -49,6 +49,10 @@ class MemberFork:
     max_shared_steps: int  # the most steps this member may share, per the fork decision (0..N)
     quality: tuple[float, ...]  # predicted relative quality if it shares s steps, s = 0..N; non-increasing, [0] == 1
     evidence: dict  # what the decision read (x0 disagreement, similarity, ...), JSON-able
+    # the split tree (decide_forks(..., split_tree=True)): whose branch this member leaves at max_shared_steps
+    # (None: the group's anchor, or nobody when it shares nothing), and the tree's depth for its group
+    parent: int | None = None
+    tree_depth: int = 1
 
 
 @dataclass(frozen=True)
@@ -193,11 +197,14 @@ def _no_share(k: int, gi: int, is_anchor: bool, steps: int, evidence: dict) -> M
 
 def decide_forks(engine: Engine, requests: list[Request], groups: list[Group], plan: Plan, rule: ForkRule | None,
                  tolerance: float, budget: float = DEFAULT_BREAK_BUDGET,
-                 notice: str | None = None) -> ForkDecision:
+                 notice: str | None = None, split_tree: bool = False) -> ForkDecision:
     """One :class:`MemberFork` per request (in request order), from the backbone's own predictions.
 
     Groups of one, and every group when ``rule`` is None, are not probed and share nothing (cost 0).
     Otherwise each group with two or more members costs ``c * probe_step + len(members)`` passes.
+    With ``split_tree`` the same probe's pairwise x0 disagreements also decide sub-trunks
+    (:func:`plan_split_tree`): a member's ``parent`` is then the request whose branch it leaves at
+    ``max_shared_steps``; use :func:`tree_plan` (not :func:`member_plan`) to build the engine's plan.
     """
     n = plan.steps
     forks: list[MemberFork | None] = [None] * len(requests)
@@ -211,6 +218,14 @@ def decide_forks(engine: Engine, requests: list[Request], groups: list[Group], p
     probe = x0_disagreement(engine, requests, [ProbeGroup(g.members, g.anchor) for g in groups], plan,
                             probe_step=rule.probe_step, quantile=rule.quantile)
     for gi, g in enumerate(groups):
+        parents: dict[int, int | None] = {k: g.anchor for k in g.members}
+        deps: dict[int, int] = {}
+        depth = 1
+        if split_tree and len(g.members) > 2:
+            parents, deps = plan_split_tree(g.members, g.anchor,
+                                            lambda i, j: rule.max_steps(probe.between(i, j), tolerance, budget))
+            depth = TreePlan(g.members, g.anchor, tuple(parents[k] for k in g.members),
+                             tuple(deps[k] for k in g.members)).depth
         for k, sim in zip(g.members, g.similarity):
             if len(g.members) == 1:
                 forks[k] = _no_share(k, gi, True, n, {"reason": "alone in its group"})
@@ -218,14 +233,102 @@ def decide_forks(engine: Engine, requests: list[Request], groups: list[Group], p
             if k == g.anchor:
                 forks[k] = _no_share(k, gi, True, n, {"reason": "the anchor"})
                 continue
-            d = probe.disagreement[k]
-            ev = {"x0_disagreement": round(d, 4), "probe_step": rule.probe_step, "quantile": rule.quantile,
-                  "evidence_bin": rule.bin_of(d), "similarity": round(float(sim), 4),
+            p = parents[k] if parents[k] is not None else g.anchor
+            d = probe.disagreement[k] if p == g.anchor else probe.between(k, p)
+            ev = {"x0_disagreement": round(probe.disagreement[k], 4), "probe_step": rule.probe_step,
+                  "quantile": rule.quantile, "evidence_bin": rule.bin_of(d), "similarity": round(float(sim), 4),
                   "predicted_broken_at_max": None}
-            s_max = rule.max_steps(d, tolerance, budget)
+            s_max = deps[k] if k in deps else rule.max_steps(d, tolerance, budget)
+            if p != g.anchor:
+                ev.update(parent=p, x0_disagreement_parent=round(d, 4))
             ev["predicted_broken_at_max"] = round(rule.broken_curve(d)[s_max], 4)
-            forks[k] = MemberFork(k, gi, False, s_max, tuple(rule.quality_curve(d)), ev)
+            forks[k] = MemberFork(k, gi, False, s_max, tuple(rule.quality_curve(d)), ev,
+                                  parent=None if s_max == 0 or p == g.anchor else p, tree_depth=depth)
     return ForkDecision(forks, probe.passes, probe.wall_s)  # type: ignore[arg-type]
+
+
+def _tree(members, anchor, parents: dict, deps: dict) -> TreePlan:
+    return TreePlan(tuple(members), anchor, tuple(parents[k] for k in members), tuple(deps[k] for k in members))
+
+
+def _violations(tree: TreePlan, limit) -> list[tuple[int, int]]:
+    """(node, allowed step) for each segment some member rides past its limit with that segment's prompt: the node
+    that ends the segment (the next branch on the member's path) must leave by the allowed step."""
+    out = []
+    for k in tree.members:
+        path = tree.path(k)
+        for (x, _, end), (nxt, _, _) in zip(path, path[1:]):
+            if x != k and end > limit(k, x):
+                out.append((nxt, limit(k, x)))
+    return out
+
+
+def plan_split_tree(members: tuple[int, ...], anchor: int, limit, max_moves: int | None = None
+                    ) -> tuple[dict[int, int | None], dict[int, int]]:
+    """A split tree for one group: ``parents`` and departure steps per member.
+
+    Starts from the per-member fork (every member leaves the anchor's branch at ``limit(k, anchor)``), then moves
+    members, one at a time and the best move first, onto another member's branch (a sub-trunk) when that saves
+    steps in all. ``limit(i, j)`` is the most steps i may share with j's prompt (the fork rule read on the probe's
+    pairwise x0 disagreement). A tree is admissible when every member, on every segment of its path driven by
+    another request's prompt, leaves that segment no later than its limit with that prompt; a move that
+    breaks this for anyone shortens the departures that end the offending segments (never lengthens any).
+    """
+    parents: dict[int, int | None] = {k: None for k in members}
+    deps: dict[int, int] = {k: 0 for k in members}
+    for k in members:
+        if k != anchor:
+            s = int(limit(k, anchor))
+            if s > 0:
+                parents[k], deps[k] = anchor, s
+
+    def repaired(par, dep):
+        for _ in range(4 * len(members) + 4):
+            bad = _violations(_tree(members, anchor, par, dep), limit)
+            if not bad:
+                return par, dep
+            for node, allowed in bad:
+                if dep[node] > allowed:
+                    dep[node] = allowed
+                    if allowed == 0:
+                        par[node] = None
+        return None
+
+    def descendants(k, par):
+        out, todo = set(), [k]
+        while todo:
+            x = todo.pop()
+            for y in members:
+                if par[y] == x and y not in out:
+                    out.add(y)
+                    todo.append(y)
+        return out
+
+    for _ in range(max_moves if max_moves is not None else 2 * len(members)):
+        total = sum(deps.values())
+        best = None
+        for k in members:
+            if k == anchor:
+                continue
+            below = descendants(k, parents)
+            for c in members:
+                if c in (k, parents[k]) or c in below:
+                    continue
+                s = int(limit(k, c))
+                if s <= deps[c] or s <= deps[k]:  # c's branch must exist, and k must gain
+                    continue
+                par, dep = dict(parents), dict(deps)
+                par[k], dep[k] = c, s
+                fixed = repaired(par, dep)
+                if fixed is None:
+                    continue
+                gain = sum(fixed[1].values()) - total
+                if gain > 0 and (best is None or gain > best[0]):
+                    best = (gain, fixed)
+        if best is None:
+            break
+        parents, deps = best[1]
+    return parents, deps
 
 
 def member_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, int] | None = None) -> list[GroupPlan]:
@@ -251,5 +354,30 @@ def member_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, 
     return out
 
 
-__all__ = ["MemberFork", "ForkDecision", "ForkRule", "decide_forks", "member_plan", "load_fork_rule", "measured_with",
-           "rule_mismatch", "fork_rule_path", "break_budget", "DEFAULT_RULE", "RULE_KIND", "DEFAULT_BREAK_BUDGET"]
+def tree_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, int] | None = None) -> list[TreePlan]:
+    """The engine's split-tree plan: member k leaves its parent's path (``forks[k].parent``, else its anchor) at
+    ``choice[k]`` steps (default its maximum). A choice above a member's ``max_shared_steps`` raises ValueError;
+    any smaller choice stays admissible (shortening a departure never lengthens anyone's shared segment).
+    With one-level forks (no parents) this is exactly :func:`member_plan`'s plan."""
+    choice = choice or {}
+    out = []
+    for g in groups:
+        parents, deps = [], []
+        for k in g.members:
+            f = forks[k]
+            if k == g.anchor:
+                parents.append(None)
+                deps.append(0)
+                continue
+            s = int(choice.get(k, f.max_shared_steps))
+            if not 0 <= s <= f.max_shared_steps:
+                raise ValueError(f"request {k} may share at most {f.max_shared_steps} steps, not {s}")
+            parents.append(None if s == 0 else (f.parent if f.parent is not None else g.anchor))
+            deps.append(s)
+        out.append(TreePlan(g.members, g.anchor, tuple(parents), tuple(deps)))
+    return out
+
+
+__all__ = ["MemberFork", "tree_plan", "plan_split_tree", "ForkDecision", "ForkRule", "decide_forks", "member_plan",
+           "load_fork_rule", "measured_with", "rule_mismatch", "fork_rule_path", "break_budget", "DEFAULT_RULE", "RULE_KIND",
+           "DEFAULT_BREAK_BUDGET"]
