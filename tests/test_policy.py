@@ -262,6 +262,7 @@ def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
     (["eval", "policy", "--states", "0"], "--states"),
     (["eval", "policy", "--env", "sequential", "--episodes", "0"], "--episodes"),
     (["bench", "policy", "--threads", "0"], "--threads"),
+    (["eval", "policy-figures", "--states", "0"], "--states"),
     (["bench", "policy", "--policy", "ppo"], "unknown policy"),
 ])
 def test_policy_commands_refuse_bad_input_clearly(argv, msg, capsys):
@@ -323,3 +324,15 @@ def test_seed_statistics_follow_rliables_definitions():
     st = seed_statistics({"gddpg": np.array([1.0, 2, 3, 4]), "ddpg": np.array([0.0, 0.5, 1, 1.5])})
     assert st["gddpg"]["iqm_ci"][0] <= st["gddpg"]["iqm"] <= st["gddpg"]["iqm_ci"][1]
     assert 0.5 < st["p_gddpg_beats_ddpg"]["p"] <= 1.0
+
+
+def test_system_figures_draw_every_series_with_its_band():
+    from rlli.policy.figure import line_chart_svg
+
+    xs = [1.0, 2.0, 4.0]
+    series = {"greedy": (np.array([1.0, 2, 3]), np.array([0.5, 1.5, 2.5]), np.array([1.5, 2.5, 3.5])),
+              "best_found": (np.array([2.0, 3, 4]), np.array([2.0, 3, 4]), np.array([2.0, 3, 4]))}
+    svg = line_chart_svg(xs, series, "t", "x", "y", log_x=True)
+    assert svg.count("<polyline") == 2 and svg.count("<polygon") == 2 and "greedy" in svg and "best_found" in svg
+    with pytest.raises(ValueError, match="nothing"):
+        line_chart_svg(xs, {}, "t", "x", "y")
