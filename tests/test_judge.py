@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rlli.config import Settings
-from rlli.personas import find_preset, load_presets
+from rlli.personas import find_preset
 from rlli.personas.describe import make_delivery
 from rlli.personas.llm_judge import RATING_SCHEMA, LLMJudge
 
@@ -84,13 +84,21 @@ def test_a_persona_authored_round_runs_through_the_service(llm_server):
     assert len(report.outputs) == 3 and all(o.image.shape == (64, 64, 3) for o in report.outputs)
 
 
-def test_the_tipi_is_answered_in_the_schema(llm_server):
+def test_the_mini_ipip_is_answered_in_the_schema(llm_server):
     from rlli.personas.fidelity import run_fidelity
 
-    r = run_fidelity(load_presets()[:4], repeats=1, backend="llm", settings=Settings())
-    assert r.model == "SmolLM2-135M-Instruct" and r.administered == 4
+    r = run_fidelity(4, backend="llm", settings=Settings(), behavioural=0)
+    assert r.model == "SmolLM2-135M-Instruct" and r.profiles == 4
     assert r.valid_rate == 1.0, r.failures
-    assert all(len(x["answers"]) == 10 and all(1 <= v <= 7 for v in x["answers"]) for x in r.recovered)
+    assert all(len(x["answers"]) == 20 and all(1 <= v <= 5 for v in x["answers"]) for x in r.recovered)
+
+
+def test_a_rating_says_what_the_embedded_agent_perceived_and_closes_its_json(judge):
+    d = make_delivery("a blue house on grass", scene_image(), quality=0.9, delay_s=3.0)
+    r = judge.rate(find_preset("critical"), d)
+    assert r.status == "ok" and r.perception == "probe-text" and r.extras["finish_reason"] == "stop"
+    assert "The probe's confidence:" in r.told and r.told.index("What you got") < r.told.index("Who you are")
+    assert r.extras["expected_score"] is not None and 1 <= r.extras["expected_score"] <= 10
 
 
 def test_the_server_stops_when_its_process_exits(llm_server):

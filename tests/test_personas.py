@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlli.personas import PersonaError, find_preset, get_judge, load_presets
-from rlli.personas.judge import TRAITS, BigFive, Delivery, Persona, Rating
+from rlli.personas.judge import BigFive, Delivery, Persona, Rating
 
 
 def test_presets_cover_the_archetypes_their_counterparts_a_neurotic_and_a_balanced_persona():
@@ -196,13 +196,3 @@ def test_importing_the_package_stays_light():
     code = "import sys, rlli.personas; print(any(m in sys.modules for m in ('openai', 'torch', 'llama_cpp')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-
-
-def test_trait_fidelity_recovers_assigned_traits():
-    from rlli.personas.fidelity import run_fidelity
-
-    r = run_fidelity(load_presets(), repeats=3, backend="trait", seed=0)
-    assert r.valid_rate == 1.0 and r.administered == 3 * len(load_presets())
-    assert set(r.per_trait) == set(TRAITS) and all(v > 0.6 for v in r.per_trait.values())
-    assert r.overall_r > 0.6
-    assert run_fidelity(load_presets(), repeats=3, backend="trait", seed=0).per_trait == r.per_trait

@@ -46,18 +46,22 @@ def test_tipi_scores_and_refuses_bad_answers(capsys):
 
 
 def test_fidelity_json_keys_with_the_trait_respondent(capsys):
-    code, out, _ = run(capsys, "personas", "fidelity", "--judge", "trait", "--repeats", "2", "--json")
+    code, out, _ = run(capsys, "personas", "fidelity", "--judge", "trait", "--profiles", "40", "--behavioural", "8",
+                       "--json")
     r = json.loads(out)
-    assert code == 0 and {"per_trait", "overall_r", "valid_rate", "backend", "model"} <= set(r)
-    assert r["backend"] == "trait" and r["valid_rate"] == 1.0 and r["overall_r"] > 0.6
-    assert run(capsys, "personas", "fidelity", "--repeats", "0")[0] == 2
+    assert code == 0 and {"profiles", "per_trait", "overall_r", "mtmm_gap", "behavioural", "valid_rate", "backend",
+                          "model"} <= set(r)
+    assert r["backend"] == "trait" and r["valid_rate"] == 1.0 and r["overall_r"] > 0.6 and r["profiles"] == 40
+    assert set(r["per_trait"]["openness"]) == {"r", "low", "high", "n"} and r["behavioural"]["profiles"] == 8
+    assert run(capsys, "personas", "fidelity", "--profiles", "2")[0] == 2
+    assert run(capsys, "personas", "fidelity", "--judge", "trait", "--norms", "nope", "--behavioural", "0")[0] == 2
 
 
 def test_fidelity_against_a_dead_endpoint_reports_no_valid_answers(capsys, monkeypatch):
     monkeypatch.setenv("RLLI_LLM_BASE_URL", dead_url())
     monkeypatch.setenv("RLLI_LLM_MODEL", "m")
     monkeypatch.setenv("RLLI_LLM_RETRIES", "0")
-    code, out, _ = run(capsys, "personas", "fidelity", "--repeats", "1", "--json")
+    code, out, _ = run(capsys, "personas", "fidelity", "--profiles", "4", "--behavioural", "0", "--json")
     r = json.loads(out)
     assert code == 0 and r["valid_rate"] == 0.0 and r["overall_r"] is None and "cannot reach" in r["failures"][0]
 

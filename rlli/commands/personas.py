@@ -13,11 +13,13 @@ from rlli.config import Settings
 
 def _generate_image(settings: Settings, prompt: str, seed: int):
     """(uint8 image, seconds) of one prompt through the service (the configured backbone)."""
-    from rlli.service import StudioService
+    from rlli.prompts import parse_prompts
+    from rlli.service import requests_from, run_round
 
     t = time.perf_counter()
-    report = StudioService(settings).run_round(prompt, seed)
-    return report.outputs[0].image, time.perf_counter() - t
+    prompts = parse_prompts(prompt, 1, settings.max_prompt_chars)
+    report = run_round(requests_from(prompts, seed), settings)
+    return report.requests[0].image, time.perf_counter() - t
 
 
 # ---------------------------------------------------------------------------------------- generate
@@ -144,24 +146,41 @@ def _tipi(args) -> int:
 
 
 def _fidelity(args) -> int:
-    from rlli.personas import load_presets
+    from rlli.personas import PersonaError
     from rlli.personas.fidelity import run_fidelity
 
-    if not 1 <= args.repeats <= 100:
-        return fail("--repeats must be between 1 and 100")
+    if not 4 <= args.profiles <= 2000:
+        return fail("--profiles must be between 4 and 2000")
+    if not 0 <= args.behavioural <= args.profiles:
+        return fail("--behavioural must be between 0 and --profiles")
     log = None if args.json else (lambda m: print(m, flush=True))
-    r = run_fidelity(load_presets(), args.repeats, args.judge, Settings(), seed=args.seed, log=log)
+    try:
+        r = run_fidelity(args.profiles, args.judge, Settings(), seed=args.seed, norm_set=args.norms,
+                         behavioural=args.behavioural, log=log if args.details else None)
+    except PersonaError as e:
+        return fail(str(e))
     if args.json:
         d = r.as_dict()
         if not args.details:
             d.pop("recovered")
         print_json(d)
         return 0
-    fmt = lambda v: "  n/a" if v is None else f"{v:+.3f}"  # noqa: E731
-    print(f"respondent {r.backend} {r.model}: {r.administered} administrations ({r.repeats} per persona), "
-          f"valid {100 * r.valid_rate:.1f}%")
-    print("r(assigned, recovered): " + "  ".join(f"{t} {fmt(v)}" for t, v in r.per_trait.items()))
-    print(f"overall r (all traits pooled): {fmt(r.overall_r)}   (n/a: the answers did not vary)")
+    est = lambda e: "  n/a" if e.get("r") is None else f"{e['r']:+.3f} [{e['low']:+.2f}, {e['high']:+.2f}]"  # noqa: E731
+    print(f"respondent {r.backend} {r.model}: {r.profiles} profiles from the {r.norm_set} norms, instrument "
+          f"{r.instrument}, valid {100 * r.valid_rate:.1f}%")
+    if r.note:
+        print(f"note: {r.note}")
+    for t, e in r.per_trait.items():
+        print(f"  r(assigned, recovered) {t:18s} {est(e)}")
+    m = r.mtmm
+    if m:
+        print(f"MTMM: convergent {m['convergent']}  discriminant {m['discriminant']}  gap {m['gap']} "
+              f"[{m['gap_low']}, {m['gap_high']}]")
+    b = r.behavioural
+    if b:
+        print(f"behavioural ({b['complete']} of {b['profiles']} profiles complete): delay slope vs neuroticism "
+              f"{est(b['delay_slope_vs_neuroticism'])} (expected negative); quality slope vs conscientiousness "
+              f"{est(b['quality_slope_vs_conscientiousness'])} (expected positive)")
     for f in r.failures[:5]:
         print(f"  failed: {f}")
     return 0
@@ -169,23 +188,32 @@ def _fidelity(args) -> int:
 
 # ---------------------------------------------------------------------------------------- benchmarks
 
-def _cases(settings: Settings, personas_arg: str, seed: int):
+def _images(settings: Settings, prompts: list[str], seed: int):
+    """One image per prompt from the configured backbone, generated independently (seeds seed + i)."""
     import numpy as np
 
+    from rlli.diffusion import get_backbone, plan_from
+    from rlli.diffusion.engine import Engine, Request, independent_groups
+
+    requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
+    out = Engine(get_backbone(settings)).run(requests, independent_groups(len(requests)), plan_from(settings))
+    return [np.asarray(o.image) for o in out.outputs]
+
+
+def _cases(settings: Settings, personas_arg: str, seed: int, n_prompts: int = 0):
     from rlli.personas import find_preset
     from rlli.personas.describe import make_delivery
     from rlli.personas.injection import PROMPTS, Case
-    from rlli.service import StudioService
 
     personas = [find_preset(n) for n in personas_arg.split(",") if n.strip()]
-    report = StudioService(settings).run_round("\n".join(PROMPTS), seed)
-    images = [np.asarray(o.image) for o in report.outputs]
+    prompts = list(PROMPTS[:n_prompts] if n_prompts else PROMPTS)
+    images = _images(settings, prompts, seed)
     # each prompt twice: with its own image (a good delivery) and with the next prompt's image, at low
     # quality after a long wait (a bad one), so that a judge has room to move in both directions
-    good = [make_delivery(p, im, quality=1.0, delay_s=3.0) for p, im in zip(report.prompts, images)]
-    bad = [make_delivery(p, images[(i + 1) % len(images)], quality=0.4, delay_s=30.0)
-           for i, p in enumerate(report.prompts)]
-    return [Case(p, d) for p in personas for d in good + bad]
+    good = [make_delivery(p, im, quality=1.0, delay_s=3.0) for p, im in zip(prompts, images)]
+    bad = [make_delivery(p, images[(i + 1) % len(images)], quality=0.4, delay_s=30.0) for i, p in enumerate(prompts)]
+    # one delivery's raters one after another (the order the server's prompt cache likes)
+    return [Case(p, d) for d in good + bad for p in personas]
 
 
 def _bench_injection(args) -> int:
@@ -221,48 +249,83 @@ def _bench_injection(args) -> int:
 
 
 def _bench_judge(args) -> int:
-    """Latency of LLM ratings on this machine, and a second pass over the same ratings from the cache."""
+    """LLM ratings here: valid rate, seconds per rating one at a time and with the round's ratings sent
+    concurrently (same ratings, same run), and a pass answered from the cache."""
     import statistics
 
     from rlli.personas import PersonaError
     from rlli.personas.llm_judge import LLMJudge
+    from rlli.personas.server import slots_for
 
     s = Settings()
+    if not 1 <= args.prompts <= 4:
+        return fail("--prompts must be between 1 and 4")
     try:
-        cases = _cases(s, args.personas, args.seed)
+        cases = _cases(s, args.personas, args.seed, args.prompts)
     except PersonaError as e:
         return fail(str(e))
+    pairs = [(c.persona, c.delivery) for c in cases]
     judge = LLMJudge(s)
-    judge.rate(cases[0].persona, cases[0].delivery)  # start the endpoint (and warm the embedded server)
-    judge.cache = type(judge.cache)(s.llm_cache_size)
+    warm = judge.rate(pairs[0][0], pairs[0][1])  # start the endpoint (every embedded slot) before timing
+    if warm.status in ("unavailable", "error"):
+        return fail(f"the LLM endpoint cannot rate: {warm.reason}")
+
+    def fresh() -> LLMJudge:
+        j = LLMJudge(s)
+        j._client = judge.client()  # the same endpoint and slots, an empty cache
+        return j
+
+    one = fresh()
     t = time.perf_counter()
-    first = [judge.rate(c.persona, c.delivery) for c in cases]
-    cold = time.perf_counter() - t
+    sequential = [one.rate(p, d) for p, d in pairs]
+    seq_s = time.perf_counter() - t
+    many = fresh()
     t = time.perf_counter()
-    again = [judge.rate(c.persona, c.delivery) for c in cases]
-    warm = time.perf_counter() - t
-    lat = [r.latency_s for r in first]
-    half = len(cases) // 2 // max(1, len({c.persona.name for c in cases}))
-    good = [r.score for i, r in enumerate(first) if (i % (2 * half)) < half and r.score is not None]
-    bad = [r.score for i, r in enumerate(first) if (i % (2 * half)) >= half and r.score is not None]
-    r = {"ratings": len(cases), "model": judge.model, "endpoint_embedded": judge.client().endpoint.embedded,
-         "llm_threads": s.llm_threads, "valid_rate": sum(x.status == "ok" for x in first) / len(first),
-         "latency_mean_s": round(statistics.mean(lat), 4), "latency_median_s": round(statistics.median(lat), 4),
-         "latency_max_s": round(max(lat), 4), "uncached_total_s": round(cold, 4), "cached_total_s": round(warm, 6),
-         "cache_speedup": round(cold / warm, 1) if warm > 0 else None,
-         "cached_same_scores": [a.score for a in first] == [b.score for b in again],
+    concurrent = many.rate_many(pairs)
+    con_s = time.perf_counter() - t
+    t = time.perf_counter()
+    again = many.rate_many(pairs)
+    cached_s = time.perf_counter() - t
+    everything = sequential + concurrent
+    ok = [r for r in everything if r.status == "ok"]
+    n = len(pairs)
+    half = n // 2
+    good = [r.score for r in concurrent[:half] if r.score is not None]
+    bad = [r.score for r in concurrent[half:] if r.score is not None]
+    expected = [r.extras.get("expected_score") for r in concurrent if r.extras.get("expected_score") is not None]
+    client = judge.client()
+    r = {"ratings": n, "model": judge.model, "endpoint_embedded": client.endpoint.embedded,
+         "slots": len(client.endpoint.slots) or None, "slots_for_settings": slots_for(s) if client.endpoint.embedded else None,
+         "llm_concurrency": s.llm_concurrency, "llm_threads": s.llm_threads,
+         "valid_rate": round(len(ok) / len(everything), 4), "valid": len(ok), "attempted": len(everything),
+         "finish_reasons": {k: sum(x.extras.get("finish_reason") == k for x in everything)
+                            for k in sorted({str(x.extras.get("finish_reason")) for x in everything})},
+         "retried": sum(x.extras.get("attempts", 1) > 1 for x in everything),
+         "s_per_rating_sequential": round(seq_s / n, 4), "s_per_rating_concurrent": round(con_s / n, 4),
+         "concurrency_speedup": round(seq_s / con_s, 3) if con_s > 0 else None,
+         "sequential_total_s": round(seq_s, 3), "concurrent_total_s": round(con_s, 3), "cached_total_s": round(cached_s, 6),
+         "same_scores_sequential_vs_concurrent": [a.score for a in sequential] == [b.score for b in concurrent],
+         "cached_same_scores": [a.score for a in concurrent] == [b.score for b in again],
+         "latency_median_s": round(statistics.median(x.latency_s for x in sequential), 4),
+         "prompt_tokens_mean": round(statistics.mean(x.extras.get("prompt_tokens") or 0 for x in sequential), 1),
          "mean_score_good": round(statistics.mean(good), 3) if good else None,
          "mean_score_bad": round(statistics.mean(bad), 3) if bad else None,
-         "score_counts": {str(k): sum(x.score == k for x in first) for k in range(1, 11) if any(x.score == k for x in first)}}
+         "expected_score_available": len(expected), "perception": sorted({x.perception for x in everything}),
+         "score_counts": {str(k): sum(x.score == k for x in concurrent) for k in range(1, 11)
+                          if any(x.score == k for x in concurrent)},
+         "failures": [x.reason[:200] for x in everything if x.status != "ok"][:5],
+         "settings": s.public_dict()}
     if args.json:
         print_json(r)
         return 0
-    where = f"embedded, {s.llm_threads} thread(s)" if r["endpoint_embedded"] else "remote"
-    print(f"{r['ratings']} ratings by {r['model']} ({where})")
-    print(f"latency per rating: mean {r['latency_mean_s']:.2f} s  median {r['latency_median_s']:.2f} s  "
-          f"max {r['latency_max_s']:.2f} s   valid {100 * r['valid_rate']:.0f}%")
-    print(f"same ratings again: {r['cached_total_s']:.4f} s from the cache vs {r['uncached_total_s']:.2f} s "
-          f"(x{r['cache_speedup']}), same scores: {r['cached_same_scores']}")
+    where = f"embedded, {r['slots']} slot(s) x {s.llm_threads} thread(s)" if r["endpoint_embedded"] else "remote"
+    print(f"{n} ratings by {r['model']} ({where}), perception {', '.join(r['perception'])}")
+    print(f"valid {r['valid']}/{r['attempted']} ({100 * r['valid_rate']:.1f}%), retried {r['retried']}, "
+          f"finish reasons {r['finish_reasons']}")
+    print(f"seconds per rating: one at a time {r['s_per_rating_sequential']:.2f}  concurrent "
+          f"(RLLI_LLM_CONCURRENCY={s.llm_concurrency}) {r['s_per_rating_concurrent']:.2f}  (x{r['concurrency_speedup']})")
+    print(f"same scores either way: {r['same_scores_sequential_vs_concurrent']}; from the cache "
+          f"{r['cached_total_s']:.4f} s, same scores: {r['cached_same_scores']}")
     print(f"scores: {r['score_counts']}; mean for the matching image {r['mean_score_good']}, "
           f"for a wrong image at quality 0.4 after 30 s {r['mean_score_bad']}")
     return 0
@@ -302,12 +365,15 @@ def register(commands) -> None:
     pt = sub.add_parser("tipi", help="score ten TIPI answers (1..7) to Big Five in [0, 1]")
     pt.add_argument("answers", nargs="+", help="ten answers, item 1 to item 10")
     pt.add_argument("--json", action="store_true")
-    pf = sub.add_parser("fidelity", help="every preset takes the TIPI N times; assigned vs recovered traits")
+    pf = sub.add_parser("fidelity", help="profiles sampled from the norms answer the Mini-IPIP and rate a 2x2 "
+                                         "quality x delay design: per-trait r with CIs, MTMM gap, behavioural slopes")
     pf.add_argument("--judge", choices=["llm", "trait"], default="llm", help="who answers (default llm)")
-    pf.add_argument("--repeats", type=int, default=3)
+    pf.add_argument("--profiles", type=int, default=120, help="profiles sampled from the norms (default 120)")
+    pf.add_argument("--behavioural", type=int, default=30, help="profiles that also rate the 2x2 design (default 30)")
+    pf.add_argument("--norms", default="", help="norm set: gosling2003 (default) or web2014")
     pf.add_argument("--seed", type=seed_int, default=0)
-    pf.add_argument("--json", action="store_true", help="per_trait, overall_r, valid_rate, backend, model, ...")
-    pf.add_argument("--details", action="store_true", help="with --json: every administration's answers")
+    pf.add_argument("--json", action="store_true", help="profiles, per_trait, overall_r, mtmm_gap, behavioural, ...")
+    pf.add_argument("--details", action="store_true", help="every profile's answers (with --json: in the output)")
     for x in (pl, ps, pt, pf):
         x.set_defaults(func=_personas)
 
@@ -316,8 +382,10 @@ def register(commands) -> None:
     bi.add_argument("--seed", type=seed_int, default=0)
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=_bench_injection)
-    bj = commands.bench.add_parser("judge", help="LLM rating latency here, and cached vs uncached")
-    bj.add_argument("--personas", default="balanced,critical", help="comma-separated preset names")
+    bj = commands.bench.add_parser("judge", help="LLM ratings here: valid rate, seconds per rating one at a time vs "
+                                                 "concurrent, and from the cache")
+    bj.add_argument("--personas", default="balanced,critical,open", help="comma-separated preset names")
+    bj.add_argument("--prompts", type=int, default=2, help="prompts (1-4); each gives a good and a bad delivery")
     bj.add_argument("--seed", type=seed_int, default=0)
     bj.add_argument("--json", action="store_true")
     bj.set_defaults(func=_bench_judge)

@@ -169,10 +169,13 @@ def _weighted(rng: np.random.Generator, options: tuple[str, ...], weights: list[
 
 
 def compose_scene(persona: Persona, rng: np.random.Generator) -> dict[str, str]:
-    """A world scene chosen from the persona's trait preferences (no LLM)."""
+    """A world scene chosen from the persona's trait preferences (no LLM); traits weigh by their percentile."""
     from rlli.diffusion.tiny import world
+    from rlli.personas.judge import TRAITS
+    from rlli.personas.population import percentiles
 
-    o, c, e, _a, n = persona.traits.as_tuple()
+    pct = percentiles(persona.traits)
+    o, c, e, _a, n = (pct[t] / 100 for t in TRAITS)
     A = world.ATTRIBUTES
     scene = {
         "object": _weighted(rng, A["object"], [1 + (x == "person") * 2 * e + (x in ("house", "car")) * (1 - o)
@@ -198,8 +201,11 @@ def compose_from_preferences(persona: Persona, seed: int = 0, world: bool = True
     if world:
         scene = compose_scene(persona, rng)
         return Authored(persona.name, compose_caption(scene, rng), scene, "composed")
-    pool = _FREE_SUBJECTS["high" if persona.traits.openness >= 0.75 else "low"]
-    text = str(rng.choice(pool)) + (", lively and bright" if persona.traits.extraversion >= 0.7 else "")
+    from rlli.personas.population import percentiles
+
+    pct = percentiles(persona.traits)
+    pool = _FREE_SUBJECTS["high" if pct["openness"] >= 60 else "low"]
+    text = str(rng.choice(pool)) + (", lively and bright" if pct["extraversion"] >= 70 else "")
     return Authored(persona.name, text, {}, "composed")
 
 
@@ -232,8 +238,9 @@ class AuthorPool:
         self._cond = threading.Condition()
         self._closed = False
         self._world: bool | None = None
-        for p in personas:
-            self._register(p)
+        with self._cond:
+            for p in personas:
+                self._register(p)
         self._thread = threading.Thread(target=self._run, name="rlli-author-pool", daemon=True)
         self._thread.start()
 

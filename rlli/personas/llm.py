@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import queue
 import re
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlli.config import Settings
-from rlli.personas.server import MODEL_NAME, LLMUnavailable, ensure_server
+from rlli.personas.server import MODEL_NAME, LLMUnavailable, ensure_servers
 
 FORMATS = ("json_schema", "json_object", "json_object_plain", "none")
 
@@ -39,17 +40,19 @@ class Endpoint:
     base_url: str
     model: str
     embedded: bool
+    slots: tuple[str, ...] = ()  # the embedded server's slot URLs (one request at a time each); () = just base_url
 
 
 def resolve_endpoint(settings: Settings, model: str | None = None) -> Endpoint:
-    """Where requests go: the configured URL, or the embedded server (started here when needed)."""
+    """Where requests go: the configured URL, or the embedded server's slots (started here when needed)."""
     if settings.llm_base_url.strip():
         return Endpoint(settings.llm_base_url.strip().rstrip("/"), (model or settings.llm_model).strip(), False)
     try:
-        server = ensure_server(settings)
+        servers = ensure_servers(settings)
     except LLMUnavailable as e:
         raise LLMError("unavailable", str(e)) from None
-    return Endpoint(server.base_url, model or settings.llm_model or MODEL_NAME, True)
+    return Endpoint(servers[0].base_url, model or settings.llm_model or MODEL_NAME, True,
+                    tuple(s.base_url for s in servers))
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,15 @@ class LLMClient:
         self._openai = openai
         self._client = openai.OpenAI(base_url=self.endpoint.base_url, api_key=self._secret or "none",
                                      timeout=settings.llm_timeout_s, max_retries=0)
+        # one client per embedded slot; a request takes a free slot and gives it back (a slot serves one at a time)
+        self._slot_clients = [self._client] + [
+            openai.OpenAI(base_url=url, api_key="none", timeout=settings.llm_timeout_s, max_retries=0)
+            for url in self.endpoint.slots[1:]]
+        self._free: queue.Queue[int] | None = None
+        if self.endpoint.slots:  # only the embedded server has slots; a remote endpoint takes what the judge sends
+            self._free = queue.Queue()
+            for i in range(len(self._slot_clients)):
+                self._free.put(i)
         if settings.llm_response_format != "auto":
             self._formats = [settings.llm_response_format]
         else:  # llama-cpp-python's server knows json_object + schema (grammar-constrained), not json_schema
@@ -193,8 +205,9 @@ class LLMClient:
             kwargs, with_image, text = self.prepare(system, user, schema, name=name, image_png=image_png,
                                                     temperature=temperature, seed=seed, max_tokens=max_tokens,
                                                     logprobs=logprobs)
+            slot = self._free.get() if self._free is not None else 0
             try:
-                resp = self._client.chat.completions.create(**kwargs)
+                resp = self._slot_clients[slot].chat.completions.create(**kwargs)
             except self._openai.BadRequestError as e:
                 if self._fall_back(fmt, with_image, e, "logprobs" in kwargs):
                     continue
@@ -209,6 +222,9 @@ class LLMClient:
                 raise self._error(e) from None
             except Exception as e:  # noqa: BLE001 - mapped to a status and cause
                 raise self._error(e) from None
+            finally:
+                if self._free is not None:
+                    self._free.put(slot)
             return self._parse(resp, kwargs, with_image, text, image_png, fmt)
 
     def _fall_back(self, fmt: str, with_image: bool, e: Exception, asked_logprobs: bool = False) -> bool:

@@ -104,8 +104,21 @@ class EmbeddedServer:
             self.process.wait(timeout=5)
 
 
+MAX_SLOTS = 8
+
+
+def slots_for(settings: Settings) -> int:
+    """How many embedded server processes: the judge's concurrency, within the CPU threads there are."""
+    cpus = os.cpu_count() or 1
+    return max(1, min(settings.llm_concurrency, max(1, cpus // settings.llm_threads), MAX_SLOTS))
+
+
 def start_server(settings: Settings) -> EmbeddedServer:
     """Start a new embedded server and wait until it answers (or raise :class:`LLMUnavailable`)."""
+    return _wait_healthy(_launch(settings), settings)
+
+
+def _launch(settings: Settings) -> EmbeddedServer:
     if importlib.util.find_spec("llama_cpp") is None:
         raise LLMUnavailable("llama-cpp-python is not installed (scripts/setup.sh builds it), or set "
                              "RLLI_LLM_BASE_URL to an OpenAI-compatible endpoint")
@@ -122,6 +135,11 @@ def start_server(settings: Settings) -> EmbeddedServer:
                                 start_new_session=True)
     server = EmbeddedServer(model, port, proc, log_path)
     atexit.register(server.stop)
+    return server
+
+
+def _wait_healthy(server: EmbeddedServer, settings: Settings) -> EmbeddedServer:
+    proc = server.process
     deadline = time.monotonic() + settings.llm_start_timeout_s
     while time.monotonic() < deadline:
         if not server.alive():
@@ -136,23 +154,42 @@ def start_server(settings: Settings) -> EmbeddedServer:
 
 
 _lock = threading.Lock()
-_servers: dict[tuple, EmbeddedServer] = {}
+_servers: dict[tuple, list[EmbeddedServer]] = {}
+
+
+def ensure_servers(settings: Settings) -> list[EmbeddedServer]:
+    """The process's embedded server slots for these settings (model file, threads, context, slots), started on
+    first use (all at once) and each restarted if it died."""
+    key = (settings.llm_gguf, settings.llm_threads, settings.llm_context, slots_for(settings))
+    with _lock:
+        servers = _servers.setdefault(key, [])
+        dead = [i for i, s in enumerate(servers) if not s.alive()]
+        launched = [(i, _launch(settings)) for i in dead]
+        launched += [(len(servers) + j, _launch(settings)) for j in range(key[-1] - len(servers))]
+        try:
+            for _i, server in launched:
+                _wait_healthy(server, settings)
+        except LLMUnavailable:
+            for _, server in launched:
+                server.stop()
+            raise
+        for i, server in launched:
+            if i < len(servers):
+                servers[i] = server
+            else:
+                servers.append(server)
+        return list(servers)
 
 
 def ensure_server(settings: Settings) -> EmbeddedServer:
-    """The process's embedded server for these settings (model file, threads, context), started on first use and
-    restarted if it died."""
-    key = (settings.llm_gguf, settings.llm_threads, settings.llm_context)
-    with _lock:
-        server = _servers.get(key)
-        if server is None or not server.alive():
-            server = _servers[key] = start_server(settings)
-        return server
+    """The first embedded server slot (see :func:`ensure_servers`)."""
+    return ensure_servers(settings)[0]
 
 
 def stop_server() -> None:
     """Stop every embedded server this process started."""
     with _lock:
-        for server in _servers.values():
-            server.stop()
+        for servers in _servers.values():
+            for server in servers:
+                server.stop()
         _servers.clear()

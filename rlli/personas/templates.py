@@ -61,7 +61,7 @@ def trait_phrase(persona: Persona, norm_set: str = "") -> str:
 
 def persona_block(persona: Persona) -> dict[str, str]:
     desc = persona.description.strip() or "You are an ordinary user of the service."
-    title = title_of(persona)
+    title = "someone" if persona.instrument == "sampled" else title_of(persona)
     title = title[0].lower() + title[1:] if title.startswith("The ") else title
     return {"title": title, "traits": trait_phrase(persona), "description": desc}
 
