@@ -193,7 +193,7 @@ class _FakeBackend:
     def submit(self, job, on_phase=None):
         with self.lock:
             k, self.n = self.n, self.n + 1
-        acc = SimpleNamespace(passes=30, passes_independent=40)
+        acc = SimpleNamespace(passes=30, passes_independent=40, wall_s=3.0)
         report = SimpleNamespace(round_id=f"r{k // 2}", accounting=acc, shared_members=1)
         return SimpleNamespace(report=report, indices=(k % 2,))
 
@@ -204,3 +204,4 @@ def test_replay_counts_each_round_once():
     assert (r["answered"], r["lost"], r["rounds"]) == (6, 0, 3)
     assert (r["passes"], r["passes_independent"]) == (90, 120)
     assert r["passes_saved"] == pytest.approx(0.25)
+    assert r["busy_s_per_request"] == pytest.approx(1.5) and r["s_per_pass"] == pytest.approx(0.1)

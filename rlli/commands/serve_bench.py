@@ -13,6 +13,7 @@ and reports how many of the requests in flight were answered and how many were l
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import threading
 import time
@@ -168,12 +169,14 @@ def replay(backend, trace: list[Arrival], seed: int = 0) -> dict:
         except Exception as e:  # noqa: BLE001 - the benchmark counts failures; it reports them, never hides them
             errors.append(f"{type(e).__name__}: {e}")
 
+    load_before = os.getloadavg()[0]
     with ThreadPoolExecutor(max_workers=n) as pool:
         list(pool.map(one, range(n)))
     ok = [d for d in done if d is not None]
     rounds = {d[2].report.round_id: d[2].report for d in ok}
     passes = sum(r.accounting.passes for r in rounds.values())
     independent = sum(r.accounting.passes_independent for r in rounds.values())
+    busy = sum(r.accounting.wall_s for r in rounds.values())
     lat = np.array([e - s for s, e, _ in ok]) if ok else np.array([np.nan])
     span = (max(e for _, e, _ in ok) - t0) if ok else float("nan")
     return {"requests": n, "answered": len(ok), "lost": n - len(ok), "errors": errors[:5],
@@ -181,9 +184,14 @@ def replay(backend, trace: list[Arrival], seed: int = 0) -> dict:
             "passes": passes, "passes_independent": independent,
             "passes_saved": round(1.0 - passes / independent, 4) if independent else 0.0,
             "shared_members": sum(r.shared_members for r in rounds.values()),
+            # seconds the replicas spent in rounds per request answered: 60 / this = requests a minute one replica
+            # serves when busy (on this machine, at this pass saving)
+            "busy_s_per_request": round(busy / len(ok), 3) if ok else None,
+            "s_per_pass": round(busy / passes, 4) if passes else None,
             "requests_per_min": round(60.0 * len(ok) / span, 2) if ok else 0.0,
             "p50_s": round(float(np.percentile(lat, 50)), 3), "p95_s": round(float(np.percentile(lat, 95)), 3),
-            "wall_s": round(span, 2)}
+            "wall_s": round(span, 2),
+            "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}  # other work on the machine
 
 
 def _cpu() -> str:
