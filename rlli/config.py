@@ -110,8 +110,23 @@ class Settings(BaseSettings):
 
     # --- end store ---
 
+    # --- where rounds run (rlli/serve) ---
+    backend: Literal["inprocess", "ray"] = Field(
+        "inprocess", description="where rounds run: in this process (batched over the round window) or on Ray Serve "
+                                 "engine replicas (see docs/scale-out.md)")
+    ray_address: str = Field("", description="Ray cluster to join with RLLI_BACKEND=ray (e.g. ray://HOST:10001); "
+                                             "empty = start a local one")
+    ray_replicas: int = Field(1, ge=1, le=256, description="engine replicas with RLLI_BACKEND=ray")
+    agent_backlog: int = Field(32, ge=1, le=10_000,
+                               description="deliveries the agents may have waiting; beyond it their ratings are "
+                                           "recorded as pending (`rlli rejudge` fills them) and the page says so")
+    shutdown_grace_s: float = Field(8.0, gt=0.0, le=60.0,
+                                    description="on SIGTERM/SIGINT: seconds the running round and the agents' "
+                                                "ratings in flight may take before the app exits")
+    # --- end serve ---
+
     # --- system model and policy (rlli/network, rlli/policy) ---
-    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle"] = Field(
+    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max"] = Field(
         "gddpg", description="the method that allocates bandwidth, server compute and shared steps each round")
     policy_dir: Path = Field(ASSETS / "policies", description="folder of the trained policies (<name>/seed<S>/)")
     policy_seed: int = Field(0, ge=0, description="which training seed's checkpoint a learned policy loads")

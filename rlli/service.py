@@ -1,91 +1,204 @@
-"""The round orchestrator: prompts -> groups -> fork decisions -> allocation -> shared generation -> report.
+"""THE round: requests -> groups -> fork decisions -> allocation -> member plans -> engine -> scores -> report.
 
-The UI and the CLI call this layer; it runs the one round pipeline
-(:func:`rlli.policy.sharing.round_from_settings`: group -> decide -> plan -> run), lets the allocation
-policy (:func:`rlli.policy.api.allocate_round`, ``RLLI_POLICY``) choose every member's shared steps,
-bandwidth and compute once the fork decisions are known, scores the images, and turns every failure the
-user can cause into a :class:`PromptError` with a clear message.
+:func:`run_round` is the one place a round runs. The app (through the session layer), the Shared round tab,
+``bench sharing``, ``bench round`` and the tests all call it. It is one straight function: each stage takes
+what the stage before returned and nothing reaches back up; the report it returns is frozen (typed records,
+no string-keyed dicts to edit afterwards).
+
+A round reads its settings (steps, scheduler, guidance, fork rule, tolerance, grouping threshold) from the
+one :class:`~rlli.config.Settings` object; the allocation policy is a :class:`~rlli.policy.api.Policy` or a
+name (``RLLI_POLICY`` by default; ``fork_max`` gives every member its fork maximum with equal shares).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
-from rlli.diffusion.engine import Engine, Output, Request, independent_groups
-from rlli.grouping import group_prompts
+from rlli.diffusion.engine import Engine, GroupPlan, Output, Request, expected_passes, independent_groups
+from rlli.grouping import Group, group_prompts
 from rlli.personas.judge import BigFive
-from rlli.policy.api import AllocationReport, Policy, allocate_round, load_policy
-from rlli.policy.sharing import MemberFork, independent_passes, round_from_settings
-from rlli.prompts import PromptError, parse_prompts
+from rlli.policy.api import AllocationReport, Policy, UserAllocation, allocate_round, get_policy
+from rlli.policy.sharing import MemberFork, break_budget, decide_forks, fork_rule_path, load_fork_rule, measured_with, member_plan
 
 MAX_SEED = 2**31 - 1
-PHASES = ("grouping", "fork decision", "allocation", "generation", "scoring")  # in the order a round runs them
 
 
-@dataclass
-class GroupView:
-    """One group as the page shows it."""
+class Phase(StrEnum):
+    """The phases of a round, in the order they run; one name for progress bars, timings and JSON."""
 
-    number: int  # 1-based
-    anchor: int  # request index
-    members: list[int]
-    similarity: list[float]  # each member's similarity to the anchor, in members' order
-    member_steps: list[int]  # each member's fork step s_k, in members' order
+    GROUPING = "grouping"
+    FORK_DECISION = "fork_decision"
+    ALLOCATION = "allocation"
+    GENERATION = "generation"
+    SCORING = "scoring"
+    STORAGE = "storage"  # the session layer's, after the round: the store
+
+    @property
+    def label(self) -> str:
+        """How a person reads it: 'fork decision'."""
+        return self.value.replace("_", " ")
+
+
+ROUND_PHASES: tuple[Phase, ...] = (Phase.GROUPING, Phase.FORK_DECISION, Phase.ALLOCATION, Phase.GENERATION,
+                                   Phase.SCORING)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RoundGroup:
+    """One group of the round. ``index`` is 0-based everywhere; pages show ``number`` (index + 1)."""
+
+    index: int
+    anchor: int  # request index of the medoid prompt whose trajectory the group shares
+    members: tuple[int, ...]  # request indices
+    similarity: tuple[float, ...]  # each member's cosine similarity to the anchor, in members' order
+    fork_steps: tuple[int, ...]  # each member's fork step s_k, in members' order (the anchor's = the prefix)
 
     @property
     def prefix_steps(self) -> int:
-        return max(self.member_steps, default=0)
-
-    shared_steps = prefix_steps  # the name the store's group records use
-
-
-@dataclass
-class RoundReport:
-    prompts: list[str]
-    groups: list[GroupView]
-    outputs: list[Output]
-    forks: list[MemberFork]
-    independent: list[Output] | None
-    fidelity: list[float | None]
-    fidelity_independent: list[float | None] | None
-    accounting: dict
-    notice: str | None = None
-    settings: dict = field(default_factory=dict)
-    allocation: AllocationReport | None = None  # the policy's allocation, and the same round unshared / equal split
-    seed: int = 0  # the seed of the round's links (fading, distances, device compute)
-    payload_bytes: int = 0  # one hand-off's latent, as the system model's payload
+        """Steps the group's prefix runs once on the anchor's prompt: max_k s_k."""
+        return max(self.fork_steps, default=0)
 
     @property
-    def notices(self) -> list[str]:
-        """What the page must say: a fork rule that does not fit, a policy that fell back."""
-        out = [self.notice] if self.notice else []
-        if self.allocation is not None and self.allocation.notice is not None:
-            out.append(self.allocation.notice.message)
-        return out
+    def number(self) -> int:
+        return self.index + 1
 
-    def similarity_of(self, i: int) -> float:
-        for g in self.groups:
-            if i in g.members:
-                return g.similarity[g.members.index(i)]
-        return 1.0
+    @property
+    def min_similarity(self) -> float:
+        return min(self.similarity, default=1.0)
 
 
-def _fidelity(images: np.ndarray, prompts: list[str], backbone_name: str) -> list[float | None]:
-    """Fidelity on the embedded model's world; nothing for other backbones or without the probe."""
-    from rlli.diffusion.fidelity import fidelity_if_probe
+@dataclass(frozen=True)
+class RequestResult:
+    """What one request of the round got: its engine output, the evidence of its fork decision, its allocation,
+    its fidelity, and (when the round compares) its independent twin."""
 
-    found = fidelity_if_probe(images, prompts) if backbone_name.startswith("tiny-t2i") else None
-    return found or [None] * len(prompts)
+    index: int
+    prompt: str
+    seed: int
+    group: int  # RoundGroup.index
+    output: Output
+    fork: MemberFork
+    allocation: UserAllocation
+    fidelity: float | None = None
+    independent: Output | None = None
+    fidelity_independent: float | None = None
+
+    @property
+    def fork_step(self) -> int:
+        """s_k: the steps this member took from its group's prefix (0 = its own seed and steps)."""
+        return self.output.shared_steps
+
+    @property
+    def is_anchor(self) -> bool:
+        return self.output.anchor_index == self.index
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.output.image
+
+
+@dataclass(frozen=True)
+class EngineWall:
+    """Seconds the engine spent: prompt encoding, shared prefixes, members' own steps, decoding, in all."""
+
+    encode: float = 0.0
+    shared: float = 0.0
+    branches: float = 0.0
+    decode: float = 0.0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Exact cost of the round: denoiser passes (the fork decision's probe included), bytes handed off, seconds."""
+
+    passes: int  # everything: generation + fork decision
+    passes_generation: int
+    passes_fork_decision: int
+    passes_independent: int  # the same requests generated without sharing (c * N each)
+    handoff_bytes: int
+    phases_s: dict[str, float]  # Phase value -> seconds, in the order they ran
+    engine_wall_s: EngineWall
+    backbone: str
+    steps: int
+    scheduler: str
+    calibrated: bool  # a fork rule measured for this configuration was used
+    policy: str
+    wall_independent_s: float | None = None  # when the round compares
+
+    @property
+    def passes_saved(self) -> int:
+        return self.passes_independent - self.passes
+
+    @property
+    def saved_fraction(self) -> float:
+        return 1.0 - self.passes / self.passes_independent if self.passes_independent else 0.0
+
+    @property
+    def wall_s(self) -> float:
+        return float(sum(self.phases_s.values()))
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round_id: str
+    seed: int  # the seed of the round's links (fading, distances, device compute): the first request's
+    requests: tuple[RequestResult, ...]
+    groups: tuple[RoundGroup, ...]
+    accounting: Accounting
+    allocation: AllocationReport
+    traits: tuple[BigFive, ...]
+    payload_bytes: int  # one hand-off's latent (float32), as the system model's payload
+    notices: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def prompts(self) -> list[str]:
+        return [r.prompt for r in self.requests]
+
+    @property
+    def outputs(self) -> list[Output]:
+        return [r.output for r in self.requests]
+
+    @property
+    def forks(self) -> list[MemberFork]:
+        return [r.fork for r in self.requests]
+
+    @property
+    def compared(self) -> bool:
+        return all(r.independent is not None for r in self.requests)
+
+    def group_of(self, request_index: int) -> RoundGroup:
+        return self.groups[self.requests[request_index].group]
+
+    def similarity_of(self, request_index: int) -> float:
+        g = self.group_of(request_index)
+        return g.similarity[g.members.index(request_index)]
+
+    @property
+    def shared_members(self) -> int:
+        """Members (not anchors) that took at least one step from a shared prefix."""
+        return sum(1 for r in self.requests if r.fork_step > 0 and not r.is_anchor)
+
+
+# ----------------------------------------------------------------------------- the round
 
 
 def check_seed(seed, n_prompts: int) -> int:
     """The round's first seed; request i uses seed + i, so every one of them must fit in 0..2**31 - 1."""
+    from rlli.prompts import PromptError
+
     try:
         value = int(seed)
         if value != float(seed):
@@ -98,95 +211,113 @@ def check_seed(seed, n_prompts: int) -> int:
     return value
 
 
-class StudioService:
-    def __init__(self, settings: Settings | None = None):
-        self.settings = settings or Settings()
-        self._policies: dict[str, Policy] = {}
+def requests_from(prompts: Sequence[str], seed: int = 0) -> list[Request]:
+    """Requests for checked prompts: request i uses seed + i (its own noise)."""
+    first = check_seed(seed, len(prompts))
+    return [Request(p, seed=first + i, request_id=str(i)) for i, p in enumerate(prompts)]
 
-    def backbone(self):
-        return get_backbone(self.settings)
 
-    def policy(self, name: str | None = None) -> Policy:
-        """The allocation policy by name (default ``RLLI_POLICY``), loaded once; a learned one that cannot load
-        falls back to greedy with a notice that every report carries."""
-        name = name or self.settings.policy
-        if name not in self._policies:
-            self._policies[name] = load_policy(name, self.settings)
-        return self._policies[name]
+def _fidelity(backbone, images: list[np.ndarray], prompts: list[str]) -> list[float | None]:
+    """Fidelity where the backbone has its own world (an attribute reader); nothing otherwise."""
+    world = getattr(backbone, "world", None)
+    found = world.fidelity(np.stack(images), prompts) if world is not None and images else None
+    return list(found) if found else [None] * len(prompts)
 
-    def run_round(self, text: str, seed: int = 0, compare: bool = False) -> RoundReport:
-        """Prompts pasted one per line; request i uses seed + i."""
-        s = self.settings
-        prompts = parse_prompts(text, s.max_prompts, s.max_prompt_chars)
-        seed = check_seed(seed, len(prompts))
-        requests = [Request(p, seed=seed + i, request_id=str(i)) for i, p in enumerate(prompts)]
-        return self.run_requests(requests, compare=compare)
 
-    def run_requests(self, requests: list[Request], traits: list[BigFive] | None = None, compare: bool = False,
-                     policy: str | None = None, on_phase: Callable[[str], None] | None = None) -> RoundReport:
-        """One round of ``requests`` (prompts already checked): the fork decisions, then the policy's allocation
-        for users with these Big-Five ``traits`` (default: population-average users), then generation.
+def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
+              traits: Sequence[BigFive] | None = None, policy: Policy | str | None = None, compare: bool = False,
+              on_phase: Callable[[Phase], None] | None = None, backbone=None,
+              groups: Sequence[Group] | None = None) -> RoundReport:
+    """Run one round of ``requests`` (prompts already checked; request i's seed is its own noise).
 
-        ``on_phase(name)`` is told when each phase starts (:data:`PHASES`, in order), for progress bars."""
-        s = self.settings
-        phase = on_phase or (lambda name: None)
-        prompts = [r.prompt for r in requests]
-        backbone = self.backbone()
-        engine = Engine(backbone)
-        plan = plan_from(s)
-        traits = traits or [BigFive()] * len(requests)
-        payload = int(np.prod(backbone.latent_shape)) * 4  # the hand-off latent in float32
-        seed = requests[0].seed
-        chosen: dict[str, AllocationReport] = {}
-        policy_ = self.policy(policy)
+    ``traits``: each request's Big-Five (default: population-average users); ``policy``: the allocation
+    policy or its name (default ``settings.policy``); ``compare``: also generate every request independently
+    (its twin) in the same run; ``on_phase(phase)`` hears each :class:`Phase` as it starts; ``backbone`` and
+    ``groups`` fix those parts (tests, calibration); by default the configured backbone and the app's
+    grouping.
+    """
+    s = settings or Settings()
+    requests = list(requests)
+    if not requests:
+        raise ValueError("a round needs at least one request")
+    tell = on_phase or (lambda phase: None)
+    traits = tuple(traits) if traits is not None else (BigFive(),) * len(requests)
+    if len(traits) != len(requests):
+        raise ValueError(f"{len(requests)} requests but {len(traits)} trait vectors")
+    backbone = backbone if backbone is not None else get_backbone(s)
+    policy = policy if isinstance(policy, Policy) else get_policy(policy, s)
+    engine, plan = Engine(backbone), plan_from(s)
+    prompts = [r.prompt for r in requests]
+    payload = int(np.prod(backbone.latent_shape)) * 4  # the hand-off latent in float32
+    seed = int(requests[0].seed)
+    timings: dict[str, float] = {}
 
-        phases: dict[str, float] = {}
+    tell(Phase.GROUPING)
+    t = time.perf_counter()
+    groups = list(groups) if groups is not None else group_prompts(prompts, s.group_threshold, s.text_model)
+    timings[Phase.GROUPING] = time.perf_counter() - t
 
-        def choose(groups, decision) -> dict[int, int]:
-            phase("allocation")
-            t = time.perf_counter()
-            chosen["report"] = allocate_round(groups, decision.forks, traits, s, seed, payload, policy_)
-            phases["allocation"] = time.perf_counter() - t
-            phase("generation")
-            return chosen["report"].allocation.shared_steps()
+    tell(Phase.FORK_DECISION)
+    t = time.perf_counter()
+    rule, rule_notice = load_fork_rule(fork_rule_path(s), measured_with(backbone.name, plan, s.text_model))
+    decision = decide_forks(engine, requests, groups, plan, rule, s.quality_tolerance, break_budget(s), rule_notice)
+    timings[Phase.FORK_DECISION] = time.perf_counter() - t
 
-        phase("grouping")
-        t = time.perf_counter()
-        groups = group_prompts(prompts, s.group_threshold, s.text_model)
-        phases["grouping"] = time.perf_counter() - t
-        phase("fork decision")
-        rnd = round_from_settings(s, engine, requests, plan, groups=groups, choose=choose)
-        phases["fork_decision"] = rnd.decision.wall_s
-        phases["generation"] = rnd.result.wall_s.get("total", 0.0)
-        outputs = rnd.result.outputs
-        phase("scoring")
-        t = time.perf_counter()
-        fid = _fidelity(np.stack([o.image for o in outputs]), prompts, backbone.name)
-        phases["scoring"] = time.perf_counter() - t
-        accounting = {"denoiser_passes": rnd.passes,
-                      "denoiser_passes_generation": rnd.result.denoiser_passes,
-                      "denoiser_passes_fork_decision": rnd.decision.passes,
-                      "denoiser_passes_independent": independent_passes(len(prompts), plan),
-                      "wall_s": {**{k: round(v, 3) for k, v in rnd.result.wall_s.items()},
-                                 "fork_decision": round(rnd.decision.wall_s, 3), "round": round(rnd.wall_s, 3)},
-                      "handoff_bytes": sum(o.handoff_bytes for o in outputs),
-                      "backbone": backbone.name, "steps": plan.steps, "scheduler": plan.scheduler,
-                      "calibrated": rnd.notice is None,
-                      "anchors_image": [i for i, o in enumerate(outputs) if o.is_anchors_image]}
-        indep, fid_i = None, None
-        if compare:
-            res = Engine(backbone).run(requests, independent_groups(len(requests)), plan)  # pays its own encoding
-            indep = res.outputs
-            fid_i = _fidelity(np.stack([o.image for o in indep]), prompts, backbone.name)
-            accounting["wall_independent_s"] = round(res.wall_s["total"], 3)
-            accounting["denoiser_passes_independent"] = res.denoiser_passes
-        views = [GroupView(gi + 1, p.anchor, list(p.members), [round(x, 3) for x in g.similarity], list(p.member_steps))
-                 for gi, (g, p) in enumerate(zip(rnd.groups, rnd.plans))]
-        alloc = chosen["report"]
-        accounting["policy"] = alloc.allocation.policy
-        accounting["phases_s"] = {k: round(v, 4) for k, v in phases.items()}
-        accounting["energy_j"] = {"policy": round(alloc.allocation.energy_j, 3),
-                                  "no_sharing": round(alloc.no_sharing.energy_j, 3),
-                                  "equal_split": round(alloc.equal.energy_j, 3)}
-        return RoundReport(prompts, views, outputs, rnd.decision.forks, indep, fid, fid_i, accounting, rnd.notice,
-                           s.public_dict(), alloc, seed, payload)
+    tell(Phase.ALLOCATION)
+    t = time.perf_counter()
+    allocation = allocate_round(groups, decision.forks, list(traits), s, seed, payload, policy)
+    choice = {u.request_index: u.shared_steps for u in allocation.allocation.users
+              if not decision.forks[u.request_index].is_anchor}
+    plans: list[GroupPlan] = member_plan(groups, decision.forks, choice)
+    timings[Phase.ALLOCATION] = time.perf_counter() - t
+
+    tell(Phase.GENERATION)
+    t = time.perf_counter()
+    result = engine.run(requests, plans, plan)
+    timings[Phase.GENERATION] = time.perf_counter() - t
+
+    tell(Phase.SCORING)
+    t = time.perf_counter()
+    fidelity = _fidelity(backbone, [o.image for o in result.outputs], prompts)
+    twins: list[Output | None] = [None] * len(requests)
+    fidelity_twins: list[float | None] = [None] * len(requests)
+    wall_independent = None
+    if compare:
+        indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)  # pays its own encoding
+        twins, wall_independent = list(indep.outputs), float(indep.wall_s["total"])
+        fidelity_twins = _fidelity(backbone, [o.image for o in indep.outputs], prompts)
+    timings[Phase.SCORING] = time.perf_counter() - t
+
+    group_of = {k: gi for gi, g in enumerate(groups) for k in g.members}
+    users = {u.request_index: u for u in allocation.allocation.users}
+    records = tuple(RequestResult(i, r.prompt, int(r.seed), group_of[i], result.outputs[i], decision.forks[i], users[i],
+                                  fidelity[i], twins[i], fidelity_twins[i]) for i, r in enumerate(requests))
+    round_groups = tuple(RoundGroup(gi, p.anchor, tuple(p.members), tuple(round(float(x), 4) for x in g.similarity),
+                                    tuple(p.member_steps)) for gi, (g, p) in enumerate(zip(groups, plans)))
+    accounting = Accounting(
+        passes=decision.passes + result.denoiser_passes, passes_generation=result.denoiser_passes,
+        passes_fork_decision=decision.passes, passes_independent=expected_passes(independent_groups(len(requests)), plan),
+        handoff_bytes=sum(o.handoff_bytes for o in result.outputs),
+        phases_s={str(k): round(v, 4) for k, v in timings.items()},
+        engine_wall_s=EngineWall(**{k: round(float(v), 4) for k, v in result.wall_s.items()}),
+        backbone=backbone.name, steps=plan.steps, scheduler=plan.scheduler, calibrated=rule is not None,
+        policy=allocation.allocation.policy,
+        wall_independent_s=None if wall_independent is None else round(wall_independent, 4))
+    notices = tuple(n for n in (rule_notice, allocation.notice.message if allocation.notice else None) if n)
+    return RoundReport(uuid.uuid4().hex, seed, records, round_groups, accounting, allocation, traits, payload,
+                       notices, s.public_dict())
+
+
+def reallocate(report: RoundReport, policy: Policy | str, settings: Settings | None = None) -> AllocationReport:
+    """The allocation another policy would give the same round (same fork decisions, links and personas).
+    The images stay those the round made; only the allocation and its figures are recomputed."""
+    s = settings or Settings()
+    policy = policy if isinstance(policy, Policy) else get_policy(policy, s)
+    if policy.name == report.allocation.allocation.policy:
+        return report.allocation
+    groups = [Group(g.members, g.anchor, g.similarity) for g in report.groups]
+    return allocate_round(groups, report.forks, list(report.traits), s, report.seed, report.payload_bytes, policy)
+
+
+__all__ = ["Accounting", "EngineWall", "Phase", "ROUND_PHASES", "RequestResult", "RoundGroup", "RoundReport",
+           "check_seed", "reallocate", "requests_from", "run_round"]

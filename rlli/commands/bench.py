@@ -1,15 +1,15 @@
 """Benchmarks: commands that print figures, each measured against the naive way in the same run.
 
-- ``bench sharing``: rounds through the service's pipeline (group -> fork decision -> run) versus every
-  prompt generated independently - same backbone, same seeds, same batching - in one run; ``--oracle``
-  adds the best saving any per-member plan could reach.
+- ``bench sharing``: the app's rounds (:func:`rlli.service.run_round`, default policy, and the fork-maximum
+  policy beside it) versus every prompt generated independently - same backbone, seeds, batching - in one
+  run; ``--oracle`` adds the best saving any per-member plan could reach.
 - ``bench model``: the embedded model on 64 held-out prompts versus the renderer itself.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ import torch
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
-from rlli.policy.sharing import SharedRound
+from rlli.grouping import Group
+from rlli.policy.sharing import member_plan
+from rlli.service import Phase, RoundReport, run_round
 
 # A busy minute of a service: a few topics, each with paraphrases and small variants, plus outliers.
 SHARING_MIX = (
@@ -59,7 +61,7 @@ def _broken(scorer, images: np.ndarray, twins: np.ndarray, prompts: list[str]) -
     return list(scorer(images, prompts, twins)[1]) if len(prompts) else []
 
 
-def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, tolerance: float) -> dict[int, int]:
+def _oracle_steps(engine: Engine, report: RoundReport, plan: Plan, scorer, tolerance: float) -> dict[int, int]:
     """Per non-anchor member of every shared group: the most steps it could share, found by generating it
     forking at every s = 0..N from its anchor's seed and scoring each against its s = 0 twin."""
     from rlli.calibration.pairs import PairRecord, oracle_steps
@@ -67,10 +69,10 @@ def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, toleranc
     n = plan.steps
     reqs: list[Request] = []
     groups, owners = [], []
-    for g in rnd.groups:
+    for g in report.groups:
         if len(g.members) < 2:
             continue
-        a = rnd.requests[g.anchor]
+        a = report.requests[g.anchor]
         first = len(reqs)
         reqs.append(Request(a.prompt, seed=a.seed))
         steps = [n]
@@ -78,7 +80,7 @@ def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, toleranc
             if k == g.anchor:
                 continue
             owners.append((k, len(reqs)))
-            reqs += [Request(rnd.requests[k].prompt, seed=a.seed) for _ in range(n + 1)]
+            reqs += [Request(report.requests[k].prompt, seed=a.seed) for _ in range(n + 1)]
             steps += list(range(n + 1))
         groups.append(GroupPlan(tuple(range(first, len(reqs))), first, member_steps=tuple(steps)))
     if not owners:
@@ -93,10 +95,79 @@ def _oracle_steps(engine: Engine, rnd: SharedRound, plan: Plan, scorer, toleranc
     return best
 
 
+@dataclass
+class _Tally:
+    """What a policy's rounds cost and gave, summed over the repeats."""
+
+    passes: int = 0
+    decision: int = 0
+    wall_s: float = 0.0
+    images: list = field(default_factory=list)
+    shared_members: int = 0
+    anchors_image: int = 0
+    broken: int = 0
+    last: RoundReport | None = None
+
+    def add(self, report: RoundReport, broken: int) -> None:
+        a = report.accounting
+        self.passes += a.passes
+        self.decision += a.passes_fork_decision
+        self.wall_s += a.phases_s[Phase.FORK_DECISION] + a.engine_wall_s.total
+        self.images += [r.image for r in report.requests]
+        self.shared_members += report.shared_members
+        self.anchors_image += sum(r.output.is_anchors_image for r in report.requests)
+        self.broken += broken
+        self.last = report
+
+
+def _broken_members(engine: Engine, report: RoundReport, plan: Plan, scorer) -> int:
+    """Members whose image lost a stated attribute that the same noise without sharing (its twin) gets right."""
+    moved = [r for r in report.requests if r.fork_step > 0 and not r.is_anchor]
+    if not moved:
+        return 0
+    twins = engine.run([Request(r.prompt, seed=r.output.noise_seed) for r in moved], independent_groups(len(moved)),
+                       plan).outputs
+    return sum(_broken(scorer, np.stack([r.image for r in moved]), np.stack([t.image for t in twins]),
+                       [r.prompt for r in moved]))
+
+
+def _figures(t: _Tally, passes_i: int, wall_i: float, q_i: float | None, prompts: list[str], repeats: int,
+             scorer_name: str) -> dict:
+    q_s, metric = _quality(np.stack(t.images), prompts * repeats)
+    r = t.last
+    return {
+        "policy": r.accounting.policy,
+        "groups": [{"anchor": r.prompts[g.anchor], "members": [r.prompts[m] for m in g.members],
+                    "min_similarity": round(g.min_similarity, 3), "prefix_steps": g.prefix_steps,
+                    "fork_steps": list(g.fork_steps),
+                    "x0_disagreement": [r.requests[m].fork.evidence.get("x0_disagreement") for m in g.members]}
+                   for g in r.groups],
+        "calls_shared": t.passes // repeats,
+        "calls_independent": passes_i // repeats,
+        "calls_saved": round(1 - t.passes / passes_i, 4),
+        "calls_fork_decision": t.decision // repeats,
+        "wall_shared_s": round(t.wall_s, 3),
+        "wall_independent_s": round(wall_i, 3),
+        "wall_ratio": round(t.wall_s / wall_i, 4),
+        "pass_ratio": round(t.passes / passes_i, 4),
+        "quality_shared": None if q_s is None else round(q_s, 2),
+        "quality_independent": None if q_i is None else round(q_i, 2),
+        "quality_metric": metric,
+        "members_sharing": t.shared_members,
+        "members_broken": t.broken,
+        "broken_rate": round(t.broken / (len(prompts) * repeats), 4),
+        "broken_metric": scorer_name,
+        "members_with_anchors_image": t.anchors_image,
+        "handoff_bytes_per_round": r.accounting.handoff_bytes,
+    }
+
+
 def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: int = 0, repeats: int = 4,
-                  oracle: bool = False) -> dict:
-    """Shared rounds (group -> fork decision -> run) versus independent generation, ``repeats`` times with fresh
-    seeds (seed + 1000 r + i), through the same round pipeline as the service.
+                  oracle: bool = False, policies: tuple[str, ...] = ("fork_max",)) -> dict:
+    """The app's rounds (:func:`rlli.service.run_round` with the default policy, ``RLLI_POLICY``) versus the same
+    prompts generated independently - same backbone, seeds and batching - ``repeats`` times with fresh seeds
+    (seed + 1000 r + i), in one run; the same rounds under each of ``policies`` (default ``fork_max``: every
+    member shares its fork decision's maximum) are reported beside it.
 
     Passes count the fork decision's probe too. A member that shared steps is also generated from the same
     noise without sharing (its twin): ``broken_rate`` is the share of members with a stated attribute the twin
@@ -104,7 +175,7 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     backbone and reports the best saving any per-member plan reaches at the quality tolerance.
     """
     from rlli.calibration.fork_rule import scorer_for
-    from rlli.policy.sharing import member_plan, round_from_settings
+    from rlli.policy.api import get_policy
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
@@ -114,79 +185,68 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     plan = plan_from(settings)
     scorer = scorer_for(backbone)
     _warm_up(engine, [Request(p, seed=seed) for p in prompts[:2]], plan)
-    wall_s = wall_i = 0.0
-    img_s, img_i = [], []
-    passes_s = passes_i = decision = 0
-    broken, shared_members, anchors_image, oracle_passes = 0, 0, 0, 0
-    rnd = None
+    default = get_policy(None, settings)
+    arms = {"default": default, **{name: get_policy(name, settings) for name in policies}}
+    tallies = {name: _Tally() for name in arms}
+    wall_i, passes_i, img_i, oracle_passes = 0.0, 0, [], 0
     for r in range(repeats):
         requests = [Request(p, seed=seed + 1000 * r + i, request_id=str(i)) for i, p in enumerate(prompts)]
-        # a fresh engine per round: each side pays its own prompt encoding
-        rnd = round_from_settings(settings, Engine(backbone), requests, plan)
-        indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)
-        wall_s += rnd.wall_s
+        for name, policy in arms.items():
+            report = run_round(requests, settings, policy=policy, backbone=backbone)
+            tallies[name].add(report, _broken_members(engine, report, plan, scorer))
+        indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)  # pays its own encoding
         wall_i += indep.wall_s["total"]
-        passes_s += rnd.passes
-        decision += rnd.decision.passes
         passes_i += indep.denoiser_passes
-        img_s += [o.image for o in rnd.result.outputs]
         img_i += [o.image for o in indep.outputs]
-        moved = [i for i, o in enumerate(rnd.result.outputs) if o.shared_steps > 0 and i != o.anchor_index]
-        shared_members += len(moved)
-        anchors_image += sum(o.is_anchors_image for o in rnd.result.outputs)
-        if moved:
-            twin_reqs = [Request(prompts[i], seed=rnd.result.outputs[i].noise_seed) for i in moved]
-            twins = engine.run(twin_reqs, independent_groups(len(moved)), plan).outputs
-            broken += sum(_broken(scorer, np.stack([rnd.result.outputs[i].image for i in moved]),
-                                  np.stack([t.image for t in twins]), [prompts[i] for i in moved]))
         if oracle:
-            best = _oracle_steps(engine, rnd, plan, scorer, settings.quality_tolerance)
+            report = tallies["default"].last
+            best = _oracle_steps(engine, report, plan, scorer, settings.quality_tolerance)
             forks = [replace(f, max_shared_steps=best[f.request_index]) if f.request_index in best else f
-                     for f in rnd.decision.forks]
-            oracle_passes += expected_passes(member_plan(rnd.groups, forks), plan)
-    img_s, img_i = np.stack(img_s), np.stack(img_i)
-    q_s, metric = _quality(img_s, prompts * repeats)
-    q_i, _ = _quality(img_i, prompts * repeats)
-    if q_s is None or q_i is None:
-        metric = "mean absolute pixel difference to the independent image (0-255; lower is closer)"
-        q_s, q_i = float(np.abs(img_s.astype(float) - img_i.astype(float)).mean()), 0.0
+                     for f in report.forks]
+            groups = [Group(g.members, g.anchor, g.similarity) for g in report.groups]
+            oracle_passes += expected_passes(member_plan(groups, forks), plan)
+    q_i, metric = _quality(np.stack(img_i), prompts * repeats)
+    per_arm = {name: _figures(t, passes_i, wall_i, q_i, prompts, repeats, scorer.name) for name, t in tallies.items()}
+    if q_i is None:  # no attribute reader: closeness to the independent images instead
+        for name, t in tallies.items():
+            per_arm[name]["quality_shared"] = round(float(np.abs(np.stack(t.images).astype(float)
+                                                                 - np.stack(img_i).astype(float)).mean()), 2)
+            per_arm[name]["quality_independent"] = 0.0
+            per_arm[name]["quality_metric"] = ("mean absolute pixel difference to the independent image (0-255; "
+                                               "lower is closer)")
+    last = tallies["default"].last
     out = {
         "prompts": len(prompts),
-        "groups": [{"anchor": prompts[p.anchor], "members": [prompts[m] for m in p.members],
-                    "min_similarity": round(g.min_similarity, 3), "shared_steps": p.shared_steps,
-                    "member_steps": list(p.member_steps),
-                    "x0_disagreement": [rnd.decision.forks[m].evidence.get("x0_disagreement") for m in p.members]}
-                   for g, p in zip(rnd.groups, rnd.plans)],
         "steps": plan.steps,
         "repeats": repeats,
-        "calls_shared": passes_s // repeats,
-        "calls_independent": passes_i // repeats,
-        "calls_saved": round(1 - passes_s / passes_i, 4),
-        "calls_fork_decision": decision // repeats,
-        "wall_shared_s": round(wall_s, 3),
-        "wall_independent_s": round(wall_i, 3),
-        "wall_ratio": round(wall_s / wall_i, 4),
-        "pass_ratio": round(passes_s / passes_i, 4),
-        "quality_shared": round(q_s, 2),
-        "quality_independent": round(q_i, 2),
-        "quality_metric": metric,
-        "members_sharing": shared_members,
-        "members_broken": broken,
-        "broken_rate": round(broken / (len(prompts) * repeats), 4),
-        "broken_metric": scorer.name,
-        "members_with_anchors_image": anchors_image,
-        "handoff_bytes_per_round": sum(o.handoff_bytes for o in rnd.result.outputs),
-        "calibrated": rnd.notice is None,
-        "notice": rnd.notice,
+        **per_arm["default"],
+        **{name: per_arm[name] for name in policies},
+        "calibrated": last.accounting.calibrated,
+        "notice": "; ".join(last.notices) or None,
         "backbone": backbone.name,
+        "cpu": _cpu_model(),
+        "threads": torch.get_num_threads(),
         "settings": settings.public_dict(),
     }
     if oracle:
         out["calls_oracle"] = oracle_passes // repeats
         out["calls_saved_oracle"] = round(1 - oracle_passes / passes_i, 4)
-        out["share_of_oracle_saving"] = round(out["calls_saved"] / out["calls_saved_oracle"], 4) \
-            if out["calls_saved_oracle"] > 0 else None
+        for d in (out, *(out[name] for name in policies)):
+            d["share_of_oracle_saving"] = round(d["calls_saved"] / out["calls_saved_oracle"], 4) \
+                if out["calls_saved_oracle"] > 0 else None
     return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
@@ -305,10 +365,11 @@ PERSON_PROMPT = "a red house on grass at sunset"
 
 
 def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None) -> dict:
-    """One app round end to end: 1 person + ``personas`` preset personas whose prompts the LLM author writes;
-    grouping, fork decision, allocation, generation, storage, and the agents' ratings (the person's image as
-    the person and as every preset, each persona's own image as itself), with seconds per phase; then the
-    same images generated independently with no judges, in the same run (the naive way).
+    """One app round end to end through the session layer (the app's own path): 1 person + ``personas`` preset
+    personas whose prompts the LLM author writes; grouping, fork decision, allocation, generation, storage, and
+    the agents' ratings (the person's image as the person and as every preset, each persona's own image as
+    itself), with seconds per phase; then the same images generated independently with no judges, in the same
+    run (the naive way).
 
     Models are loaded before timing (a running server has them in memory); the database is a fresh one."""
     import tempfile
@@ -318,43 +379,53 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
     from rlli.session.studio import Ask, Studio, Visitor
 
     folder = Path(store_dir or tempfile.mkdtemp(prefix="rlli-bench-round-"))
-    s = settings.model_copy(update={"database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data"})
+    s = settings.model_copy(update={"database_url": f"sqlite:///{folder / 'rlli.sqlite3'}", "data_dir": folder / "data",
+                                    "round_window_s": 0.0, "rate_limit_per_min": 0})
     studio = Studio(s)
-    names = [p.name for p in studio.presets()][:personas]
-    backbone = get_backbone(s)
-    plan = plan_from(s)
-    _warm_up(Engine(backbone), [Request(PERSON_PROMPT, seed)], plan)
-    studio.service.policy()
-    studio.store()
-    studio.author_prompts(names[:1], seed + 999)  # starts the embedded LLM server, if it is the endpoint
-    judge = studio.judge()
+    try:
+        names = [p.name for p in studio.presets()][:personas]
+        backbone = get_backbone(s)
+        plan = plan_from(s)
+        _warm_up(Engine(backbone), [Request(PERSON_PROMPT, seed)], plan)
+        from rlli.policy.api import get_policy
 
-    t0 = time.perf_counter()
-    persona_asks = studio.author_prompts(names, seed)
-    authoring = time.perf_counter() - t0
-    me = Visitor("browser:bench-round-person", BigFive(0.7, 0.4, 0.6, 0.5, 0.4), "tipi")
-    asks = [Ask(PERSON_PROMPT, seed, visitor=me), *persona_asks]
-    deliveries = studio.run_round(asks)
-    t = time.perf_counter()
-    scores = [studio.agent_scores(d.generation_id, wait_s=3600) or [] for d in deliveries]
-    judging = time.perf_counter() - t
-    total = time.perf_counter() - t0
-    report = studio.recent[0].report
-    phases = {"authoring": authoring, **report.accounting["phases_s"], "judging": judging}
+        get_policy(None, s)
+        studio.store()
+        if names:
+            studio.author_prompts(names[:1], seed + 999)  # starts the embedded LLM server, if it is the endpoint
+        judge = studio.judge()
 
-    requests = [Request(a.prompt, seed=a.seed, request_id=str(i)) for i, a in enumerate(asks)]
-    t = time.perf_counter()
-    Engine(backbone).run(requests, independent_groups(len(requests)), plan)
-    independent = time.perf_counter() - t
-    ratings = [sc for per in scores for sc in per]
+        t0 = time.perf_counter()
+        persona_asks = studio.author_prompts(names, seed)
+        authoring = time.perf_counter() - t0
+        me = Visitor("browser:bench-round-person", BigFive(0.7, 0.4, 0.6, 0.5, 0.4), "tipi")
+        asks = [Ask(PERSON_PROMPT, seed, visitor=me), *persona_asks]
+        deliveries = studio.run_party(asks)
+        person_image = time.perf_counter() - t0
+        t = time.perf_counter()
+        scores = [studio.agent_scores(d.generation_id, wait_s=3600) or [] for d in deliveries]
+        judging = time.perf_counter() - t
+        total = time.perf_counter() - t0
+        report = next(v for v in studio.recent if v.number == deliveries[0].round_no).report
+        phases = {"authoring": authoring, **report.accounting.phases_s, "judging": judging}
+
+        requests = [Request(a.prompt, seed=a.seed, request_id=str(i)) for i, a in enumerate(asks)]
+        t = time.perf_counter()
+        Engine(backbone).run(requests, independent_groups(len(requests)), plan)
+        independent = time.perf_counter() - t
+    finally:
+        studio.close(grace_s=1.0)
+    ratings = [sc for per in scores if isinstance(per, list) for sc in per]
+    a = report.accounting
     return {
-        "requests": len(asks), "personas": names, "prompts": [a.prompt for a in asks],
+        "requests": len(asks), "personas": names, "prompts": [x.prompt for x in asks],
+        "person_image_s": round(person_image, 3), "all_ratings_s": round(total, 3),
         "total_s": round(total, 3), "phases": {k: round(v, 3) for k, v in phases.items()},
         "dominant_phase": max(phases, key=phases.get), "independent_generation_s": round(independent, 3),
         "ratings": len(ratings), "ratings_ok": sum(sc.rating.status == "ok" for sc in ratings),
         "judge": {"backend": judge.backend, "model": judge.model},
-        "groups": len(report.groups), "shared_steps": [o.shared_steps for o in report.outputs],
-        "denoiser_passes": report.accounting["denoiser_passes"],
-        "denoiser_passes_independent": report.accounting["denoiser_passes_independent"],
-        "policy": report.accounting["policy"], "settings": s.public_dict(),
+        "groups": len(report.groups), "fork_steps": [r.fork_step for r in report.requests],
+        "shared_members": report.shared_members, "passes_saved": a.passes_saved,
+        "denoiser_passes": a.passes, "denoiser_passes_independent": a.passes_independent,
+        "policy": a.policy, "cpu": _cpu_model(), "settings": s.public_dict(),
     }

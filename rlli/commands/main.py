@@ -52,8 +52,11 @@ def _print_sharing(r: dict) -> None:
           f"backbone {r['backbone']}")
     if r.get("notice"):
         print(f"NOTICE: {r['notice']}")
+    print(f"policy {r['policy']} (the app's default); beside it: "
+          + ", ".join(f"{k} {100 * r[k]['calls_saved']:.1f}% fewer passes" for k in r if isinstance(r[k], dict)
+                      and "calls_saved" in r[k]))
     for g in r["groups"]:
-        print(f"  prefix {g['shared_steps']:2d}  fork steps {g['member_steps']}  {len(g['members'])} x {g['anchor']}")
+        print(f"  prefix {g['prefix_steps']:2d}  fork steps {g['fork_steps']}  {len(g['members'])} x {g['anchor']}")
     print(f"denoiser passes per round: shared {r['calls_shared']} (fork decision {r['calls_fork_decision']})  "
           f"independent {r['calls_independent']}  ({100 * r['calls_saved']:.1f}% fewer)")
     if "calls_saved_oracle" in r:
@@ -62,7 +65,7 @@ def _print_sharing(r: dict) -> None:
               f"the fork rule reaches {'-' if share is None else f'{100 * share:.0f}%'} of that saving")
     print(f"wall seconds:    shared {r['wall_shared_s']:.2f}  independent {r['wall_independent_s']:.2f}  "
           f"ratio {r['wall_ratio']:.3f} (pass ratio {r['pass_ratio']:.3f})")
-    print(f"quality:         shared {r['quality_shared']:.2f}  independent {r['quality_independent']:.2f}  "
+    print(f"quality:         shared {r['quality_shared']}  independent {r['quality_independent']}  "
           f"[{r['quality_metric']}]")
     print(f"broken by sharing: {r['members_broken']} of {r['prompts'] * r['repeats']} members "
           f"({100 * r['broken_rate']:.1f}%; {r['members_sharing']} shared steps; "
@@ -131,6 +134,8 @@ def _bench_round(args) -> int:
           f"policy {r['policy']}, judge {r['judge']['backend']}/{r['judge']['model']}")
     for name, sec in r["phases"].items():
         print(f"  {name:>14s}  {sec:7.3f} s")
+    print(f"the person's image after {r['person_image_s']:.2f} s; {r['shared_members']} members shared steps "
+          f"({r['passes_saved']} denoiser passes saved)")
     print(f"total {r['total_s']:.2f} s (dominant: {r['dominant_phase']}); the same {r['requests']} images generated "
           f"independently without judges: {r['independent_generation_s']:.2f} s; "
           f"{r['ratings_ok']}/{r['ratings']} agent ratings valid")

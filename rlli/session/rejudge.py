@@ -7,8 +7,9 @@ So a researcher can compare a new LLM with the existing human labels without new
 
 Resumable: every rating is stored as soon as it arrives (one transaction each) and (agent, generation)
 pairs that already have a rating are skipped, so an interrupted run continues where it stopped. A judge
-that is unreachable (status ``unavailable``) stores nothing for that pair - the next run retries it - and
-several in a row stop the run with a clear message; other failures (invalid reply, timeout, error) are
+that is unreachable (status ``unavailable``) stores nothing for that pair - the next run retries it, as it
+retries the placeholders live rounds store (``unavailable``, ``pending``) - and several in a row stop the run
+with a clear message; other failures (invalid reply, timeout, error) are
 recorded as the judge's outcome, never replaced by a made-up score.
 """
 
@@ -21,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rlli.personas import BigFive, Delivery, Judge, Persona
+from rlli.session.raters import raters_for
 from rlli.store.records import ParticipantRecord, RatingRecord, StoredGeneration
 from rlli.store.repository import Store
 
-OWN_PROFILE = "own profile"
 MAX_UNAVAILABLE_IN_A_ROW = 3
 
 
@@ -58,24 +59,18 @@ class RejudgeReport:
 
 def plan(store: Store, backend: str, model: str, presets: Sequence[Persona], own: bool = True,
          limit: int | None = None) -> tuple[list[Task], int, int]:
-    """(tasks still to rate, generations considered, pairs already rated); generations in id order."""
+    """(tasks still to rate, generations considered, pairs already rated); generations in id order. The raters
+    of each generation follow :func:`rlli.session.raters.raters_for` (the same rule as live rounds); a pair whose
+    rating is a placeholder (unavailable, pending) is still to rate."""
     generations = store.generations(rated_by_humans=True)
     if limit is not None:
         generations = generations[:limit]
     candidates: list[Task] = []
-    preset_agents = [(p, ParticipantRecord.agent(p.name, p.traits, backend, model, instrument=p.instrument,
-                                                 description=p.description)) for p in presets]
     for g in generations:
-        if own:
-            for human_id, traits in store.human_ratings(g.id):
-                if traits is None:  # this person skipped the questionnaire: no profile to give an agent
-                    continue
-                persona = Persona(OWN_PROFILE, BigFive(*traits), instrument="own-profile")
-                agent = ParticipantRecord.agent(OWN_PROFILE, traits, backend, model, mirrors=human_id,
-                                                instrument="own-profile")
-                candidates.append(Task(g, persona, agent, store.participant_id("agent", agent.key)))
-        for persona, agent in preset_agents:
-            candidates.append(Task(g, persona, agent, store.participant_id("agent", agent.key)))
+        people = [(pid, None if t is None else BigFive(*t)) for pid, t in store.human_ratings(g.id)] if own else []
+        for rater in raters_for(presets, people=people):
+            agent = rater.record(backend, model)
+            candidates.append(Task(g, rater.persona, agent, store.participant_id("agent", agent.key)))
     done = store.rated_pairs({t.agent_id for t in candidates})
     todo = [t for t in candidates if (t.agent_id, t.generation.id) not in done]
     return todo, len(generations), len(candidates) - len(todo)

@@ -16,7 +16,8 @@ import numpy as np
 from rlli.store.models import TRAIT_COLUMNS
 
 Kind = Literal["human", "agent"]
-STATUSES: tuple[str, ...] = ("ok", "invalid", "timeout", "unavailable", "error")
+STATUSES: tuple[str, ...] = ("ok", "invalid", "timeout", "unavailable", "error", "pending")
+RETRYABLE: tuple[str, ...] = ("unavailable", "pending")  # placeholders: the next try (rejudge) replaces them
 MAX_TEXT = 4000  # prompts, reasons, descriptions: longer text is refused
 ENGINE_EXTRAS = ("image_source", "noise_seed", "anchor_request_id")  # engine Output fields kept in extras
 

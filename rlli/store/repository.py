@@ -27,6 +27,7 @@ from rlli.store.ids import load_salt, participant_id
 from rlli.store.migrate import upgrade
 from rlli.store.models import TRAIT_COLUMNS, Generation, Group, Participant, Rating, Request, Round, utcnow
 from rlli.store.records import (
+    RETRYABLE,
     ParticipantRecord,
     RatingRecord,
     RoundIds,
@@ -54,9 +55,15 @@ class Store:
         self.data_dir = Path(data_dir)
         self._salt = salt
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._rating_insert = (dialect_insert(Rating.__table__)
-                               .on_conflict_do_nothing(index_elements=["rater_id", "generation_id"])
-                               .returning(Rating.__table__.c.id))
+        table = Rating.__table__
+        stmt = dialect_insert(table)
+        # a rating that could not be had (judge unavailable, or still pending at shutdown) is a placeholder the
+        # next try replaces; a real outcome (ok, invalid, timeout, error) is never overwritten
+        self._rating_insert = (stmt.on_conflict_do_update(
+            index_elements=["rater_id", "generation_id"],
+            set_={c: stmt.excluded[c] for c in ("score", "reason", "status", "backend", "model", "latency_s",
+                                               "created_at")},
+            where=table.c.status.in_(RETRYABLE)).returning(table.c.id))
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -272,8 +279,9 @@ class Store:
             return out
 
     def rated_pairs(self, rater_ids: Iterable[str] | None = None) -> set[tuple[str, int]]:
-        """(rater, generation) pairs that already have a rating."""
-        q = select(Rating.rater_id, Rating.generation_id)
+        """(rater, generation) pairs that already have a final rating (a placeholder - unavailable, pending - can be
+        retried, so it does not count)."""
+        q = select(Rating.rater_id, Rating.generation_id).where(Rating.status.not_in(RETRYABLE))
         if rater_ids is not None:
             q = q.where(Rating.rater_id.in_(list(rater_ids)))
         with Session(self.engine) as s:

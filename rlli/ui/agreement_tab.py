@@ -13,6 +13,22 @@ TABLE_HEADERS = ["judge", "model", "pairing", "slice", "pairs", "spearman", "ken
                  "alpha (interval)", "MAE"]
 
 
+def agreement(studio: Studio):
+    """(pairs frame, table rows, figures) over everything stored."""
+    from rlli.analysis.agreement import agreement_table, pair_ratings
+    from rlli.analysis.figures import all_figures
+
+    frame = studio.store().rating_frame()
+    pairs = pair_ratings(frame)
+    rows = agreement_table(frame, resamples=min(studio.settings.bootstrap_resamples, 300))
+    return pairs, rows, all_figures(pairs, rows)
+
+
+def table_rows(rows) -> list[list]:
+    return [[r.backend, r.model, r.pairing, r.label, r.n_pairs,
+             *[r.statistics[k].text() if k in r.statistics else "-" for k in STATISTICS]] for r in rows]
+
+
 def build(studio: Studio) -> None:
     gr.Markdown("Each person's rating is paired with the agents' ratings of the same image: agents given the "
                 "person's own Big-Five, and the preset personas. Intervals: bootstrap 95% over people.")
@@ -28,12 +44,11 @@ def build(studio: Studio) -> None:
 
     def on_refresh():
         try:
-            pairs, rows, figs = studio.agreement()
+            pairs, rows, figs = agreement(studio)
         except StudioError as e:
-            return f"**{html.escape(str(e))}**", None, None, None, None, None
-        body = [[r.backend, r.model, r.pairing, r.label, r.n_pairs,
-                 *[r.statistics[k].text() if k in r.statistics else "-" for k in STATISTICS]] for r in rows]
+            return {status: f"**{html.escape(str(e))}**"}
         note = f"{len(pairs)} human-agent pairs." if len(pairs) else "No paired ratings yet: rate an image first."
-        return note, body, figs["scatter"], figs["bland_altman"], figs["trait_bars"], figs["confusion"]
+        return {status: note, table: table_rows(rows), scatter: figs["scatter"], bland: figs["bland_altman"],
+                bars: figs["trait_bars"], confusion: figs["confusion"]}
 
     refresh.click(on_refresh, None, [status, table, scatter, bland, bars, confusion], api_name="agreement")

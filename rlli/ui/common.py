@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rlli.personas.judge import BigFive
-from rlli.session.studio import AgentScore, StudioError, Visitor
+from rlli.service import Phase
+from rlli.session.studio import ROUND_PHASES, AgentScore, StudioError, Visitor
 
 ACCOUNT_PREFIX = "huggingface:"
 
@@ -40,3 +41,9 @@ def client_address(request) -> str | None:
     """The caller's network address from Gradio's request (for rate limits; hashed before it is kept)."""
     client = getattr(request, "client", None)
     return getattr(client, "host", None)
+
+
+def progress_fraction(phase: Phase) -> float:
+    """Where a round's progress bar stands when ``phase`` starts (the wait for the round window is the first 10%)."""
+    done = ROUND_PHASES.index(phase) if phase in ROUND_PHASES else 0
+    return 0.1 + 0.85 * done / len(ROUND_PHASES)

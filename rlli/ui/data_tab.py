@@ -1,4 +1,5 @@
-"""The "Data" tab: everyone downloads their own ratings; with the admin token, bulk export and deletion."""
+"""The "Data" tab: everyone downloads their own ratings; with the admin token, bulk export and deletion
+(:mod:`rlli.store.admin`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import html
 import gradio as gr
 
 from rlli.session.studio import Studio, StudioError
+from rlli.store.admin import AdminError, admin_delete, admin_export, my_ratings_file
 from rlli.ui.common import visitor_from
+
+
+def deleted_text(counts: dict[str, int]) -> str:
+    return "Deleted: " + ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def build(studio: Studio, browser_key: gr.BrowserState) -> None:
@@ -18,9 +24,10 @@ def build(studio: Studio, browser_key: gr.BrowserState) -> None:
 
     def on_mine(key, account: gr.OAuthProfile | None):
         try:
-            return str(studio.my_ratings_file(visitor_from(key, None, account))), ""
+            path = my_ratings_file(studio.store(), visitor_from(key, None, account).key)
         except StudioError as e:
-            return None, f"**{html.escape(str(e))}**"
+            return {mine_file: None, mine_msg: f"**{html.escape(str(e))}**"}
+        return {mine_file: str(path), mine_msg: ""}
 
     mine.click(on_mine, [browser_key], [mine_file, mine_msg], api_name="my_ratings")
 
@@ -33,18 +40,20 @@ def build(studio: Studio, browser_key: gr.BrowserState) -> None:
         delete = gr.Button("Delete participant", variant="stop")
         admin_msg = gr.Markdown("")
 
+    expected = studio.settings.admin_token.get_secret_value
+
     def on_export(tok, f):
         try:
-            return str(studio.admin_export(tok, f)), "Export ready."
-        except StudioError as e:
-            return None, f"**{html.escape(str(e))}**"
+            path = admin_export(studio.store(), expected(), tok, f)
+        except (AdminError, StudioError) as e:
+            return {export_file: None, admin_msg: f"**{html.escape(str(e))}**"}
+        return {export_file: str(path), admin_msg: "Export ready."}
 
     def on_delete(tok, who):
         try:
-            counts = studio.admin_delete(tok, who)
-        except StudioError as e:
-            return f"**{html.escape(str(e))}**"
-        return "Deleted: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            return {admin_msg: deleted_text(admin_delete(studio.store(), expected(), tok, who))}
+        except (AdminError, StudioError) as e:
+            return {admin_msg: f"**{html.escape(str(e))}**"}
 
     export.click(on_export, [token, fmt], [export_file, admin_msg], api_name=False)
     delete.click(on_delete, [token, pid], [admin_msg], api_name=False)

@@ -11,34 +11,45 @@ import html
 
 import gradio as gr
 
-from rlli.session.studio import MAX_RAW_PROMPT, ROUND_PHASES, Delivered, Studio, StudioError
+from rlli.service import Phase
+from rlli.session.studio import BUSY, MAX_RAW_PROMPT, Delivered, Studio, StudioError
 from rlli.ui import about
-from rlli.ui.common import agent_table, client_address, visitor_from
+from rlli.ui.common import agent_table, client_address, progress_fraction, visitor_from
 
 AGENT_HEADERS = ["agent", "as you?", "score", "reason", "status"]
 
 
 def journey(d: Delivered) -> str:
-    """The request's way through the system, in words (escaped)."""
+    """The request's journey through its round, as the person reads it (a pure function of the delivery)."""
     e = html.escape
-    if d.group_size == 1:
-        role = "alone in your group: no other request meant the same, so nothing was shared"
+    u = d.result.allocation
+    g = d.group
+    if len(g.members) == 1:
+        role = "alone in its group (no similar prompt in this round)"
     elif d.is_anchor:
-        role = "the **anchor** (your prompt ran the group's shared steps)"
+        role = "the group's **anchor** (its prompt ran the shared steps)"
     else:
         role = f"a member; the anchor's prompt: *{e(d.anchor_prompt)}*"
-    lines = [f"**Round {d.round_no}**, group {d.group_no} ({d.group_size} request(s)); you are {role}.",
-             f"- shared steps: **{d.shared_steps} of {d.steps}**"
-             + ("" if d.is_anchor else f" (the fork decision allowed up to {d.max_shared_steps})")
-             + f"; own steps: {d.steps - d.shared_steps}; noise from seed {d.noise_seed}",
-             f"- allocation by **{e(d.policy)}**: bandwidth {100 * d.bandwidth_share:.0f}% of the band, "
-             f"server compute {100 * d.compute_share:.0f}%",
-             f"- simulated delay **{d.delay_s:.2f} s** (server {d.delays['server']:.2f}, transmit "
-             f"{d.delays['transmit']:.2f}, device {d.delays['device']:.2f}); your energy {d.energy_j:.2f} J",
-             f"- predicted quality {d.predicted_quality:.2f}"
-             + (f"; measured fidelity {d.fidelity:.2f}" if d.fidelity is not None else "")]
+    lines = [f"**Round {d.round_no}**, group {g.number} ({len(g.members)} request(s)); you are {role}.",
+             f"- shared steps: **{d.fork_step} of {d.steps}**"
+             + ("" if d.is_anchor else f" (the fork decision allowed up to {d.result.fork.max_shared_steps})")
+             + f"; own steps: {d.own_steps}; noise from seed {d.result.output.noise_seed}"]
+    if d.fork_step == 0 and not (d.is_anchor and g.prefix_steps > 0):
+        lines.append(f"- allocation by **{e(d.policy)}**: nothing was handed off to you, so your device generated "
+                     "every step (no share of the band or of the server was needed)")
+    else:
+        lines.append(f"- allocation by **{e(d.policy)}**: bandwidth {100 * u.bandwidth_share:.0f}% of the band, "
+                     f"server compute {100 * u.compute_share:.0f}%")
+    lines += [f"- simulated delay **{u.delay_s:.2f} s** (server {u.delay_server_s:.2f}, transmit {u.delay_tx_s:.2f}, "
+              f"device {u.delay_device_s:.2f}); your energy {u.energy_j:.2f} J",
+              f"- predicted quality {u.quality:.2f}"
+              + (f"; measured fidelity {d.result.fidelity:.2f}" if d.result.fidelity is not None else "")]
     lines += [f"- **Notice:** {e(n)}" for n in d.notices]
     return "\n".join(lines)
+
+
+def guest_items(others: list[Delivered]) -> list[tuple]:
+    return [(d.image, f"{d.who}: {d.prompt} (s={d.fork_step})") for d in others]
 
 
 def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> None:
@@ -103,20 +114,21 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
             # context variables, so the phases are reported inside a copy of this handler's context.
             here = contextvars.copy_context()
 
-            def on_phase(name: str) -> None:
-                done = ROUND_PHASES.index(name) if name in ROUND_PHASES else 0
-                here.run(progress, 0.1 + 0.85 * done / len(ROUND_PHASES), desc=f"your round: {name}")
+            def on_phase(phase: Phase) -> None:
+                here.run(progress, progress_fraction(phase), desc=f"your round: {phase.label}")
 
             results = studio.participate(visitor, text, invited or [], address=client_address(request),
                                          on_phase=on_phase)
         except StudioError as e:
-            return (None, f"**Cannot run this request:** {html.escape(str(e))}", gr.Gallery(visible=False), None,
-                    *locked, "", gr.Dataframe(visible=False))
+            return {image: None, story: f"**Cannot run this request:** {html.escape(str(e))}",
+                    guests: gr.Gallery(visible=False), current: None, stars: locked[0], reason: locked[1],
+                    rate_btn: locked[2], rated_md: "", agents: gr.Dataframe(visible=False)}
         mine, others = results[0], results[1:]
-        gallery = gr.Gallery(value=[(d.image, f"{d.who}: {d.prompt} (s={d.shared_steps})") for d in others],
-                             visible=bool(others))
-        return (mine.image, journey(mine), gallery, mine.generation_id, gr.Slider(interactive=True, value=5),
-                gr.Textbox(interactive=True, value=""), gr.Button(interactive=True), "", gr.Dataframe(visible=False))
+        return {image: mine.image, story: journey(mine), guests: gr.Gallery(value=guest_items(others),
+                                                                             visible=bool(others)),
+                current: mine.generation_id, stars: gr.Slider(interactive=True, value=5),
+                reason: gr.Textbox(interactive=True, value=""), rate_btn: gr.Button(interactive=True), rated_md: "",
+                agents: gr.Dataframe(visible=False)}
 
     go.click(on_go, [browser_key, profile, prompt, invite],
              [image, story, guests, current, stars, reason, rate_btn, rated_md, agents],
@@ -125,18 +137,23 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
 
     def on_rate(key, prof, gid, value, why, account: gr.OAuthProfile | None, progress=gr.Progress()):
         if gid is None:
-            return about.NOT_YET, gr.Button(), gr.Slider(), gr.Textbox(), gr.Dataframe(visible=False)
+            return {rated_md: about.NOT_YET}
         try:
             stored, message = studio.rate(visitor_from(key, prof, account), gid, value, why)
         except StudioError as e:
-            return f"**{html.escape(str(e))}**", gr.Button(), gr.Slider(), gr.Textbox(), gr.Dataframe(visible=False)
+            return {rated_md: f"**{html.escape(str(e))}**"}
         progress(0.5, desc="waiting for the agents' scores")
         scores = studio.agent_scores(gid)
         text = about.AFTER_RATING if stored else html.escape(message)
-        if scores is None:
+        if scores == BUSY:
+            text += ("\n\nThe agents are busy with earlier visitors: their ratings of your image are recorded as "
+                     "pending and will be filled in later (they will appear in the Agreement tab).")
+            scores = []
+        elif scores is None:
             text += "\n\nThe agents are still rating; their scores appear in the Agreement tab when done."
-        return (text, gr.Button(interactive=False), gr.Slider(interactive=False), gr.Textbox(interactive=False),
-                gr.Dataframe(value=agent_table(scores or []), visible=bool(scores)))
+        return {rated_md: text, rate_btn: gr.Button(interactive=False), stars: gr.Slider(interactive=False),
+                reason: gr.Textbox(interactive=False),
+                agents: gr.Dataframe(value=agent_table(scores or []), visible=bool(scores))}
 
     rate_btn.click(on_rate, [browser_key, profile, current, stars, reason], [rated_md, rate_btn, stars, reason, agents],
                    api_name="rate")

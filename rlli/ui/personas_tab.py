@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import contextvars
 import html
 
 import gradio as gr
 
-from rlli.session.studio import Studio, StudioError
+from rlli.service import Phase
+from rlli.session.studio import Delivered, Studio, StudioError
 from rlli.ui import about
-from rlli.ui.common import client_address
+from rlli.ui.common import client_address, progress_fraction
 
 ROW_HEADERS = ["persona", "O", "C", "E", "A", "N", "prompt", "group", "shared steps", "own score", "reason"]
+
+
+def persona_rows(results: list[Delivered], presets, scores: dict) -> list[list]:
+    """One row per persona of the round: traits, prompt, group, fork step and the score it gave its own image."""
+    rows = []
+    by_name = {p.name: p for p in presets}
+    for d in results:
+        got = scores.get(d.generation_id)
+        own = got[0].rating if isinstance(got, list) and got else None
+        traits = by_name[d.who].traits.as_tuple() if d.who in by_name else (None,) * 5
+        rows.append([d.who, *[None if v is None else round(v, 2) for v in traits], d.prompt, d.group.number,
+                     d.fork_step, own.score if own else None, (own.reason or own.status) if own else "pending"])
+    return rows
 
 
 def build(studio: Studio) -> None:
@@ -30,24 +45,24 @@ def build(studio: Studio) -> None:
     table = gr.Dataframe(headers=ROW_HEADERS, label="Round", interactive=False, wrap=True)
 
     def on_go(names, seed_value, request: gr.Request, progress=gr.Progress()):
+        here = contextvars.copy_context()
+
+        def on_phase(phase: Phase) -> None:
+            here.run(progress, progress_fraction(phase), desc=f"persona round: {phase.label}")
+
         try:
-            progress(0.1, desc="personas are writing prompts")
-            results = studio.persona_round(list(names or []), int(seed_value or 0), address=client_address(request))
+            progress(0.05, desc="personas are writing prompts")
+            results = studio.persona_round(list(names or []), int(seed_value or 0), address=client_address(request),
+                                           on_phase=on_phase)
         except (StudioError, ValueError) as e:
-            return f"**Cannot run this round:** {html.escape(str(e))}", None, None
-        progress(0.7, desc="personas are rating their images")
-        rows = []
-        by_name = {p.name: p for p in presets}
-        for d in results:
-            scores = studio.agent_scores(d.generation_id) or []
-            own = scores[0].rating if scores else None
-            traits = by_name[d.who].traits.as_tuple() if d.who in by_name else (None,) * 5
-            rows.append([d.who, *[None if v is None else round(v, 2) for v in traits], d.prompt, d.group_no,
-                         d.shared_steps, own.score if own else None, (own.reason or own.status) if own else "pending"])
-        gallery_items = [(d.image, f"{d.who}: {d.prompt}") for d in results]
+            return {status: f"**Cannot run this round:** {html.escape(str(e))}", gallery: None, table: None}
+        progress(0.95, desc="personas are rating their images")
+        own = {d.generation_id: studio.agent_scores(d.generation_id) for d in results}
         r = results[0]
-        return (f"Round {r.round_no}: {len(results)} requests, allocated by **{html.escape(r.policy)}** "
-                "(details in the System tab)."), gallery_items, rows
+        return {status: (f"Round {r.round_no}: {len(results)} requests, allocated by **{html.escape(r.policy)}** "
+                         "(details in the System tab)."),
+                gallery: [(d.image, f"{d.who}: {d.prompt}") for d in results],
+                table: persona_rows(results, presets, own)}
 
     go.click(on_go, [pick, seed], [status, gallery, table], api_name="persona_round",
              concurrency_limit=studio.settings.round_max_requests, concurrency_id="rounds")

@@ -23,22 +23,29 @@ def _choices(studio: Studio) -> list[tuple[str, int]]:
     return [(f"round {v.number}: {len(v.who)} requests", v.number) for v in studio.recent]
 
 
-def summary(view, report) -> str:
-    a, e = report.allocation, html.escape
-    saved = report.no_sharing.energy_j - a.energy_j
+def summary(view, allocation) -> str:
+    """The round's decisions on a projector; energy is signed: positive = sharing used less than not sharing."""
+    a, e = allocation.allocation, html.escape
+    saved = allocation.no_sharing.energy_j - a.energy_j
+    acc = view.report.accounting
     lines = [f"## Round {view.number}: {len(view.who)} requests, {len(view.report.groups)} groups",
              f"- allocated by **{e(a.policy)}** in {a.decision_ms:.1f} ms; total QoE {a.total_qoe:.1f} "
-             f"(no sharing {report.no_sharing.total_qoe:.1f}, equal split {report.equal.total_qoe:.1f})",
-             f"- energy {a.energy_j:.1f} J: **{saved:+.1f} J saved** against no sharing, "
-             f"{report.equal.energy_j - a.energy_j:+.1f} J against an equal split; mean delay {a.mean_delay_s:.2f} s"]
-    acc = view.report.accounting
-    lines.append(f"- denoiser passes {acc['denoiser_passes']} against {acc['denoiser_passes_independent']} "
-                 f"without sharing ({acc['denoiser_passes_fork_decision']} of them for the fork decision)")
-    if report.notice is not None:
-        lines.append(f"- **Notice:** {e(report.notice.message)}")
-    if view.report.notice:
-        lines.append(f"- **Notice:** {e(view.report.notice)}")
+             f"(no sharing {allocation.no_sharing.total_qoe:.1f}, equal split {allocation.equal.total_qoe:.1f})",
+             f"- energy {a.energy_j:.1f} J; energy against no sharing: **{saved:+.1f} J** "
+             f"({'saved' if saved >= 0 else 'spent more'}); against an equal split "
+             f"{allocation.equal.energy_j - a.energy_j:+.1f} J; mean delay {a.mean_delay_s:.2f} s",
+             f"- denoiser passes {acc.passes} against {acc.passes_independent} without sharing "
+             f"({acc.passes_fork_decision} of them for the fork decision)"]
+    if allocation.notice is not None:
+        lines.append(f"- **Notice:** {e(allocation.notice.message)}")
+    lines += [f"- **Notice:** {e(n)}" for n in view.report.notices
+              if allocation.notice is None or n != allocation.notice.message]
     return "\n".join(lines)
+
+
+def group_rows(view) -> list[list]:
+    return [[g.number, view.report.prompts[g.anchor], len(g.members), ", ".join(str(s) for s in g.fork_steps)]
+            for g in view.report.groups]
 
 
 def build(studio: Studio) -> None:
@@ -47,7 +54,7 @@ def build(studio: Studio) -> None:
         policy = gr.Dropdown(choices=list(POLICY_NAMES), value=studio.settings.policy,
                              label="Policy (replay the same round to compare)")
         refresh = gr.Button("Refresh the list")
-    head = gr.Markdown("Run a round in the Participate or Personas tab, then pick it here.")
+    head = gr.Markdown("Run a round in the Participate, Personas or Shared round tab, then pick it here.")
     groups = gr.Dataframe(headers=GROUP_HEADERS, label="Groups", interactive=False, wrap=True)
     tree = gr.Plot(label="Sharing tree")
     bars = gr.Plot(label="Allocation per user")
@@ -55,21 +62,20 @@ def build(studio: Studio) -> None:
 
     def on_refresh():
         choices = _choices(studio)
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+        return {pick: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)}
 
     def on_show(number, name):
-        view = next((v for v in studio.recent if v.number == number), None)
+        view = next((v for v in list(studio.recent) if v.number == number), None)
         if view is None:
-            return "Pick a round.", None, None, None, None
+            return {head: "Pick a round."}
         try:
-            report = studio.reallocate(view, name)
+            allocation = studio.reallocate(view, name)
         except StudioError as e:
-            return f"**{html.escape(str(e))}**", None, None, None, None
-        rows = [[g.number, view.report.prompts[g.anchor], len(g.members), ", ".join(str(s) for s in g.member_steps)]
-                for g in view.report.groups]
-        return (summary(view, report), rows, sharing_tree(view.report),
-                allocation_bars(report.allocation, view.who, view.report.prompts, view.report.accounting["steps"]),
-                comparison_bars(report))
+            return {head: f"**{html.escape(str(e))}**"}
+        return {head: summary(view, allocation), groups: group_rows(view), tree: sharing_tree(view.report),
+                bars: allocation_bars(allocation.allocation, list(view.who), view.report.prompts,
+                                      view.report.accounting.steps),
+                energy: comparison_bars(allocation)}
 
     refresh.click(on_refresh, None, [pick], api_name=False)
     pick.change(on_show, [pick, policy], [head, groups, tree, bars, energy], api_name=False)
