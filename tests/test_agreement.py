@@ -169,3 +169,128 @@ def test_the_bootstrap_table_formulas_equal_the_libraries():
         slow = _all_statistics(h.astype(float), a.astype(float), STATISTIC_FUNCTIONS)
         for k in slow:
             assert fast[k][i] == pytest.approx(slow[k], abs=1e-9, nan_ok=True), (k, h, a)
+
+
+# ---------------------------------------------------------------------------------------- agreement v2
+
+def synthetic_frame(agent_reads_person: bool, people: int = 30, images: int = 40, per_image: int = 3, seed: int = 0,
+                    failed: int = 5):
+    """Images of varying quality, each rated by ``per_image`` people with their own bias. Per (image, person): an
+    agent given the person's own profile, one given a partner's profile (the shuffled control) and a preset.
+    ``agent_reads_person``: the own-profile agent follows the person's bias; else only the image."""
+    import pandas as pd
+
+    from rlli.analysis.agreement import shuffle_partners
+    from rlli.store.models import TRAIT_COLUMNS
+
+    rng = np.random.default_rng(seed)
+    ids = [f"h{i}" for i in range(people)]
+    partner = shuffle_partners(ids, seed)
+    bias = dict(zip(ids, rng.normal(0, 2.0, people)))
+    traits = {p: rng.uniform(0, 1, 5) for p in ids}
+    clip = lambda v: int(np.clip(round(v), 1, 10))  # noqa: E731
+    rows = []
+
+    def add(gid, rater, kind, score, name="", mirrors=None, status="ok", who=None):
+        t = traits[who or rater] if kind == "human" or mirrors else [None] * 5
+        rows.append({"generation_id": gid, "rater_id": rater, "rater_kind": kind, "score": score, "status": status,
+                     "rater_name": name, "backend": "llm", "model": "m", "mirrors_id": mirrors,
+                     **dict(zip(TRAIT_COLUMNS, t))})
+
+    for g in range(images):
+        q = rng.uniform(3, 8)
+        chosen = list(rng.choice(ids, per_image, replace=False))
+        for p in chosen:
+            h = clip(q + bias[p] + rng.normal(0, 0.5))
+            add(g, p, "human", h)
+            own = clip((q + bias[p] if agent_reads_person else q) + rng.normal(0, 0.5))
+            add(g, f"own-{p}", "agent", own, "own profile", mirrors=p, who=p)
+            other = partner[p] if partner[p] not in chosen else next(x for x in ids if x not in chosen)
+            given = q + bias[other] if agent_reads_person else q  # an agent that ignores the profile it is given
+            add(g, f"own-{other}-on-{p}", "agent", clip(given + rng.normal(0, 0.5)), "own profile", mirrors=other, who=other)
+            add(g, "preset-ava", "agent", clip(q + rng.normal(0, 1)), "Ava")
+    for k in range(failed):  # failed own-profile ratings where a person rated
+        p = rows[4 * k]["rater_id"]
+        add(rows[4 * k]["generation_id"], f"own-{p}", "agent", None, "own profile", mirrors=p, status="timeout", who=p)
+    frame = pd.DataFrame(rows)
+    return frame.astype({"score": "Int64"})
+
+
+def overall_own(frame, resamples=100):
+    return next(r for r in agreement_table(frame, resamples=resamples) if r.slice == "overall" and r.pairing == "own")
+
+
+def test_the_shuffled_control_separates_an_agent_that_reads_the_person_from_one_that_reads_the_image():
+    reads = overall_own(synthetic_frame(True))
+    image_only = overall_own(synthetic_frame(False))
+    for row in (reads, image_only):
+        sc = row.shuffled_control
+        assert sc["n_pairs"] >= 120 and sc["statistics"]["spearman"]["value"] is not None  # partners + co-raters' agents
+    assert reads.shuffled_control["own_minus_shuffled_spearman"] > 0.3
+    assert abs(image_only.shuffled_control["own_minus_shuffled_spearman"]) < 0.2
+    assert reads.statistics["spearman"].low > reads.shuffled_control["statistics"]["spearman"]["high"]
+
+
+def test_within_image_agreement_needs_the_person_not_the_image():
+    reads, image_only = overall_own(synthetic_frame(True)), overall_own(synthetic_frame(False))
+    assert reads.within_image["images"] == 40 and reads.within_image["pairs_of_people"] == 40 * 3
+    assert reads.within_image["tau"] > 0.6 and reads.within_image["low"] > 0.4
+    assert image_only.within_image["tau"] < reads.within_image["tau"] - 0.4  # only noise orders people on one image
+
+
+def test_failed_ratings_are_counted_per_slice():
+    row = overall_own(synthetic_frame(True, failed=5))
+    assert row.n_failed == 5
+    preset = next(r for r in agreement_table(synthetic_frame(True), resamples=50) if r.pairing == "preset"
+                  and r.slice == "overall")
+    assert preset.n_failed == 0
+
+
+def test_human_human_ceiling_on_the_same_images():
+    from rlli.analysis.agreement import human_human_estimate, human_pairs
+
+    frame = synthetic_frame(True)
+    row = overall_own(frame)
+    hh = row.human_human
+    assert hh["n_images"] == 40 and hh["n_pairs"] == 40 * 3 and hh["n_humans"] == 30
+    rho = hh["statistics"]["spearman"]
+    assert rho["low"] <= rho["value"] <= rho["high"]
+    assert row.agent_human_same_images["n_pairs"] == row.n_pairs  # every image here has two or more people
+    pairs = human_pairs(frame)
+    assert len(pairs) == 40 * 3 * 2 and (pairs["human_id"] != pairs["other_id"]).all()
+    direct = stats.spearmanr(pairs["human_score"], pairs["other_score"]).statistic
+    assert rho["value"] == pytest.approx(direct, abs=1e-4)
+    assert human_human_estimate(pairs.iloc[:0])["n_pairs"] == 0
+
+
+def test_people_needed_and_drop_k():
+    from rlli.analysis.agreement import people_needed
+
+    reads, image_only = overall_own(synthetic_frame(True)), overall_own(synthetic_frame(False))
+    assert reads.drop_k["flips"] and reads.drop_k["k"] >= 3  # robust: several people must go
+    assert image_only.drop_k["k"] < reads.drop_k["k"] / 2  # a chance edge falls to a few removals
+    n = people_needed(0.5, 0.3, n_pairs=100, n_people=10)
+    # n pairs = 3 + 2 * ((1.96 + 0.8416) / (atanh .5 - atanh .3))^2 = 3 + 2 * (2.8016 / 0.2398)^2 = 276.1
+    assert n["pairs"] == 277 and n["people"] == 28
+    assert people_needed(0.5, 0.5, 100, 10)["people"] is None and people_needed(None, 0.3, 100, 10) is None
+    assert 10 * reads.people_needed["people"] < image_only.people_needed["people"]
+
+
+def test_shuffle_partners_is_a_seeded_derangement():
+    from rlli.analysis.agreement import shuffle_partners
+
+    ids = [f"p{i}" for i in range(9)]
+    m = shuffle_partners(ids, 3)
+    assert sorted(m) == ids and sorted(m.values()) == ids and all(k != v for k, v in m.items())
+    assert m == shuffle_partners(ids, 3) and shuffle_partners(["a"], 0) == {}
+
+
+def test_the_store_fill_has_a_shuffled_pairing_only_on_request(sqlite_store):
+    fill(sqlite_store)
+    frame = sqlite_store.rating_frame()
+    assert "shuffled" not in set(pair_ratings(frame)["pairing"])
+    assert (pair_ratings(frame, shuffled=True)["pairing"] == "shuffled").sum() == 4 * 6  # the strangers
+    row = overall_own(frame, resamples=50)
+    assert row.shuffled_control["n_pairs"] == 24 and row.n_failed == 0
+    preset = next(r for r in agreement_table(frame, resamples=50) if r.pairing == "preset" and r.slice == "overall")
+    assert preset.n_failed == 24  # Bo timed out on every image
