@@ -97,11 +97,11 @@ class InProcessBackend:
             traits += list(p.job.traits)
             spans.append(tuple(range(start, len(requests))))
         listeners = [p.on_phase for p in pending if p.on_phase is not None]
-        report = self._run(requests, self.settings, traits=traits, on_phase=_fan_out(listeners))
+        report = self._run(requests, self.settings, traits=traits, on_phase=fan_out(listeners))
         return [RoundSlice(report, span) for span in spans]
 
 
-def _fan_out(listeners: list[Callable[[Phase], None]]) -> Callable[[Phase], None]:
+def fan_out(listeners: list[Callable[[Phase], None]]) -> Callable[[Phase], None]:
     """One phase callback for every visitor of the round; a progress bar that fails never fails the round."""
 
     def tell(phase: Phase) -> None:
@@ -124,4 +124,4 @@ def backend_for(settings: Settings) -> Backend:
     return InProcessBackend(settings)
 
 
-__all__ = ["BACKENDS", "Backend", "BatcherClosed", "InProcessBackend", "Job", "RoundSlice", "backend_for"]
+__all__ = ["BACKENDS", "Backend", "BatcherClosed", "InProcessBackend", "Job", "RoundSlice", "backend_for", "fan_out"]

@@ -24,7 +24,7 @@ import numpy as np
 from rlli.config import Settings
 from rlli.diffusion.engine import Request
 from rlli.personas.judge import BigFive, Persona, Rating
-from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, backend_for
+from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, fan_out, backend_for
 from rlli.service import Phase, RequestResult, RoundGroup, RoundReport, reallocate
 from rlli.session.admission import MAX_RAW_PROMPT, RateLimiter, StudioError, check_pasted, check_prompt
 from rlli.session.agents import BUSY, AgentJobs
@@ -278,8 +278,7 @@ class Studio:
         """Store the round once (the last of its parties to arrive records every request in one transaction; the
         others wait for it), then start the agents on this party's deliveries."""
         report = got.report
-        if on_phase is not None:
-            on_phase(Phase.STORAGE)
+        fan_out([on_phase] if on_phase is not None else [])(Phase.STORAGE)
         with self._count_lock:
             rv = self._rounds.get(report.round_id)
             if rv is None:
