@@ -240,6 +240,8 @@ class RoundResult:
     outputs: list[Output]
     denoiser_passes: int
     wall_s: dict[str, float] = field(default_factory=dict)  # encode, shared, branches, decode, total
+    # (request, step) -> (latent, scheduler state) copied where the run was asked to keep them (run_tree's keep)
+    kept: dict[tuple[int, int], tuple[torch.Tensor, object]] = field(default_factory=dict, repr=False)
 
     def accounting(self) -> dict:
         return {"denoiser_passes": self.denoiser_passes, "wall_s": {k: round(v, 3) for k, v in self.wall_s.items()},
@@ -398,10 +400,11 @@ class Engine:
 
     @torch.no_grad()
     def run_tree(self, requests: list[Request], trees: list[TreePlan], plan: Plan,
-                 starts: dict[int, Start] | None = None) -> RoundResult:
+                 starts: dict[int, Start] | None = None, keep: dict[int, set[int]] | None = None) -> RoundResult:
         """A round of split trees: at each step one batched denoiser call for every live branch (trunks that
         someone still leaves first, then the rest, in member order); a member's branch begins at its
-        departure with a copy of its source's latent and scheduler state."""
+        departure with a copy of its source's latent and scheduler state. ``keep`` (request -> steps) copies
+        those branches' states at those steps into ``RoundResult.kept`` (for trunks kept across rounds)."""
         if not requests:
             return RoundResult([], 0, {"total": 0.0})
         starts = dict(starts or {})
@@ -422,6 +425,7 @@ class Engine:
         handoff_at = {k: max(dep[k], serve[k]) for _, k in order}
         branches: dict[int, _Branch] = {}
         handoff: dict[int, int] = {k: 0 for _, k in order}
+        kept: dict[tuple[int, int], tuple[torch.Tensor, object]] = {}
         passes, cost = 0, {"shared": 0.0, "branches": 0.0}
         for i in range(plan.steps + 1):
             for _, k in order:  # branches that begin at step i (sources first: a source always began earlier)
@@ -441,6 +445,9 @@ class Engine:
             for _, k in order:  # hand-offs: the latent leaves the server at this member's last shared step
                 if handoff_at[k] == i and i > 0:
                     handoff[k] = state_bytes(branches[k].latent, branches[k].scheduler)
+            for k, wanted in (keep or {}).items():
+                if i in wanted and k in branches:
+                    kept[(k, i)] = (branches[k].latent.clone(), copy.deepcopy(branches[k].scheduler))
             if i == plan.steps:  # members that shared every step have just taken their hand-off
                 break
             live = [k for _, k in order if k in branches]
@@ -461,7 +468,7 @@ class Engine:
         outputs: list[Output] = [None] * len(requests)  # type: ignore[list-item]
         for (ti, k), img in zip(order, images):
             outputs[k] = self._output(requests, tree_of[k], ti, k, plan, handoff_at[k], handoff[k], img, starts)
-        return RoundResult(outputs, passes, wall)
+        return RoundResult(outputs, passes, wall, kept)
 
     @staticmethod
     def _output(requests, t: TreePlan, ti: int, k: int, plan: Plan, shared: int, nbytes: int, img,

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from rlli.config import ASSETS, Settings, SettingsError
-from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, TreePlan
+from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, Start, TreePlan
 from rlli.diffusion.fork_probe import ProbeGroup, x0_disagreement
+from rlli.diffusion.trunks import KeptTrunk, TrunkCache, trunk_key
 from rlli.grouping import Group
 
 DEFAULT_RULE = ASSETS / "fork" / "rule.json"
@@ -354,17 +355,26 @@ def member_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, 
     return out
 
 
-def tree_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, int] | None = None) -> list[TreePlan]:
+def tree_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, int] | None = None,
+              hits: dict[int, KeptTrunkHit] | None = None) -> list[TreePlan]:
     """The engine's split-tree plan: member k leaves its parent's path (``forks[k].parent``, else its anchor) at
     ``choice[k]`` steps (default its maximum). A choice above a member's ``max_shared_steps`` raises ValueError;
     any smaller choice stays admissible (shortening a departure never lengthens anyone's shared segment).
-    With one-level forks (no parents) this is exactly :func:`member_plan`'s plan."""
-    choice = choice or {}
+    With one-level forks (no parents) this is exactly :func:`member_plan`'s plan. A request in ``hits`` (from
+    :func:`kept_trunk_starts`) starts at the largest kept step within its choice (see :func:`starts_for`)."""
+    choice, hits = choice or {}, hits or {}
     out = []
     for g in groups:
         parents, deps = [], []
         for k in g.members:
             f = forks[k]
+            if k in hits:
+                s = int(choice.get(k, f.max_shared_steps))
+                if not 0 <= s <= f.max_shared_steps:
+                    raise ValueError(f"request {k} may share at most {f.max_shared_steps} steps, not {s}")
+                parents.append(None)
+                deps.append(max((x for x in hits[k].trunk.steps() if x <= s), default=0))
+                continue
             if k == g.anchor:
                 parents.append(None)
                 deps.append(0)
@@ -378,6 +388,149 @@ def tree_plan(groups: list[Group], forks: list[MemberFork], choice: dict[int, in
     return out
 
 
-__all__ = ["MemberFork", "tree_plan", "plan_split_tree", "ForkDecision", "ForkRule", "decide_forks", "member_plan",
+# ----------------------------------------------------------------------------- trunks kept across rounds
+
+
+@dataclass(frozen=True)
+class KeptTrunkHit:
+    """A request that starts from a trunk kept from an earlier round."""
+
+    request_index: int
+    trunk: KeptTrunk
+    step: int  # the most steps the probe allows, at a step the trunk kept
+    evidence: float  # x0 disagreement between the request's and the trunk's prompts on the trunk's own latent
+    age_s: float
+
+    def origin(self) -> dict:
+        return {"entry": self.trunk.entry, "prompt": self.trunk.prompt, "request_id": self.trunk.request_id,
+                "seed": self.trunk.seed, "age_s": round(self.age_s, 3), "x0_disagreement": round(self.evidence, 4)}
+
+
+def rule_id(rule: ForkRule | None) -> str:
+    """What a kept trunk's key records of the fork rule: its measurement and operating point."""
+    if rule is None:
+        return "no rule"
+    m = rule.measured_with
+    return f"{m.get('date', '')}|{rule.probe_step}|{rule.quantile}|{rule.tolerance}|{rule.break_budget}|{len(rule.edges)}"
+
+
+def cache_key(backbone_name: str, plan: Plan, rule: ForkRule | None, seed_policy: str = "request seed") -> tuple:
+    return trunk_key(backbone_name, plan, seed_policy, rule_id(rule))
+
+
+def kept_steps(rule: ForkRule, tolerance: float, budget: float) -> set[int]:
+    """The steps worth keeping: every share the rule can allow (one per evidence bin), and the probe's step."""
+    tolerance, budget = rule.operating(tolerance, budget)
+    return {s for s in (rule.max_steps(e, tolerance, budget) for e in rule.edges) if s > 0} | {rule.probe_step}
+
+
+def lonely_requests(groups: list[Group], forks: list[MemberFork]) -> list[int]:
+    """Requests that share nothing this round and whose branch nobody leaves: the ones a kept trunk can start."""
+    serving = {f.parent for f in forks if f.parent is not None and f.max_shared_steps > 0}
+    serving |= {g.anchor for g in groups if any(k != g.anchor and forks[k].max_shared_steps > 0 and forks[k].parent is None
+                                                for k in g.members)}
+    return [f.request_index for f in forks if f.request_index not in serving
+            and (f.max_shared_steps == 0 or f.is_anchor)]
+
+
+def kept_trunk_starts(engine: Engine, requests: list[Request], groups: list[Group], forks: list[MemberFork],
+                      plan: Plan, rule: ForkRule | None, tolerance: float, budget: float, cache: TrunkCache | None,
+                      key: tuple, embeddings, min_similarity: float, limit: int = 2
+                      ) -> tuple[list[MemberFork], dict[int, KeptTrunkHit], int]:
+    """For every request that shares nothing this round, probe the closest kept trunks (by prompt embedding,
+    at least ``min_similarity``) with the same x0 disagreement the fork rule was calibrated on - the request's
+    and the trunk's prompt, both conditional, on the trunk's own latent after the probe step - and start it at
+    the largest kept step the rule allows. Returns the forks (hits get ``max_shared_steps`` = that step and the
+    evidence), the hits, and the probe's passes (2 conditional passes per probed trunk)."""
+    import torch
+
+    from rlli.diffusion.backbone import cond_rows
+    from rlli.diffusion.fork_probe import _x0
+
+    if cache is None or rule is None or rule.steps != plan.steps:
+        return list(forks), {}, 0
+    tolerance, budget = rule.operating(tolerance, budget)
+    alone = lonely_requests(groups, forks)
+    candidates = [(k, c) for k in alone for c in cache.candidates(key, embeddings[k], min_similarity, limit)]
+    if not candidates:
+        for _ in alone:
+            cache.miss()
+        return list(forks), {}, 0
+    prompts = sorted({requests[k].prompt for k, _ in candidates} | {c.prompt for _, c in candidates})
+    row = {p: i for i, p in enumerate(prompts)}
+    cond, _ = engine.encode(prompts)
+    xs, ts, rows, scheds = [], [], [], []
+    for k, c in candidates:
+        lat, sch = c.latents[c.probe_step]
+        t = sch.timesteps[c.probe_step]
+        x = sch.scale_model_input(lat, t).to(cond[next(iter(cond))].device)
+        for p in (c.prompt, requests[k].prompt):
+            xs.append(x)
+            ts.append(torch.as_tensor(t))
+            rows.append(row[p])
+            scheds.append(sch)
+    x = torch.cat(xs)
+    t = torch.stack(ts).reshape(-1).to(x.device)
+    with torch.no_grad():
+        pred = engine.backbone.predict(x, t, cond_rows(cond, rows))
+    passes = len(rows)
+    cache.stats.probe_passes += passes
+    x0 = [_x0(scheds[i], x[i:i + 1], pred[i:i + 1], t[i])[0] for i in range(len(rows))]
+    best: dict[int, tuple[int, float, KeptTrunk]] = {}
+    for j, (k, c) in enumerate(candidates):
+        d = float(torch.quantile((x0[2 * j + 1] - x0[2 * j]).abs().flatten().float(), rule.quantile))
+        allowed = rule.max_steps(d, tolerance, budget)
+        step = max((s for s in c.steps() if s <= allowed), default=0)
+        if step > 0 and (k not in best or step > best[k][0]):
+            best[k] = (step, d, c)
+    out, hits = list(forks), {}
+    for k in alone:
+        if k not in best:
+            cache.miss()
+            continue
+        step, d, c = best[k]
+        hits[k] = KeptTrunkHit(k, c, step, d, cache.hit(c))
+        f = forks[k]
+        out[k] = MemberFork(k, f.group, f.is_anchor, step, tuple(rule.quality_curve(d)),
+                            {**f.evidence, "kept_trunk": hits[k].origin()}, parent=None, tree_depth=f.tree_depth)
+    return out, hits, passes
+
+
+def starts_for(trees: list[TreePlan], hits: dict[int, KeptTrunkHit]) -> dict[int, Start]:
+    """The engine's starts for the hits that the plan still starts from a kept trunk (departure > 0)."""
+    out = {}
+    for t in trees:
+        for k in t.members:
+            d = t.departure_of(k)
+            if k in hits and t.parent_of(k) is None and d > 0:
+                h = hits[k]
+                lat, sch = h.trunk.latents[d]
+                out[k] = Start(lat, sch, d, h.trunk.seed, dict(h.origin(), step=d))
+    return out
+
+
+def trunks_to_keep(trees: list[TreePlan], starts: dict[int, Start], steps: set[int]) -> dict[int, set[int]]:
+    """Roots that ran from their own noise: keep their latents at ``steps`` (run_tree's ``keep``)."""
+    return {k: set(steps) for t in trees for k in t.members
+            if t.parent_of(k) is None and t.departure_of(k) == 0 and k not in starts}
+
+
+def record_trunks(cache: TrunkCache | None, key: tuple, requests: list[Request], keep: dict[int, set[int]], result,
+                  embeddings, probe_step: int) -> int:
+    """Put this round's kept latents into the cache; returns how many trunks were kept."""
+    if cache is None:
+        return 0
+    n = 0
+    for k, steps in keep.items():
+        lat = {s: result.kept[(k, s)] for s in steps if (k, s) in result.kept}
+        if probe_step in lat and cache.put(key, requests[k].prompt, embeddings[k], requests[k].seed,
+                                           requests[k].request_id, probe_step, lat) is not None:
+            n += 1
+    return n
+
+
+__all__ = ["MemberFork", "tree_plan", "plan_split_tree", "KeptTrunkHit", "kept_trunk_starts", "starts_for",
+           "trunks_to_keep", "record_trunks", "kept_steps", "cache_key", "lonely_requests", "ForkDecision", "ForkRule",
+           "decide_forks", "member_plan",
            "load_fork_rule", "measured_with", "rule_mismatch", "fork_rule_path", "break_budget", "DEFAULT_RULE", "RULE_KIND",
            "DEFAULT_BREAK_BUDGET"]
