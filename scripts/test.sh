@@ -29,6 +29,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 echo "[test] ruff"
 .venv/bin/ruff check .
 lint=$?
+echo "[test] import-linter: data flows down the layers (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache || lint=1
 echo "[test] pytest"
 .venv/bin/python -m pytest -ra "$@"
 tests=$?
