@@ -44,6 +44,8 @@ def _eval(args) -> int:
     s, p = _settings_params()
     if not 1 <= args.states <= 100_000:
         return fail("--states must be between 1 and 100000")
+    if not 0 <= args.live_like <= 10_000:
+        return fail("--live-like must be between 0 and 10000")
     if not 1 <= args.episodes <= 10_000 or not 1 <= args.episode_length <= 1000:
         return fail("--episodes must be between 1 and 10000 and --episode-length between 1 and 1000")
     policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
@@ -53,6 +55,11 @@ def _eval(args) -> int:
             result = evaluate_sequential(policy_dir, p, args.episodes, args.episode_length, log=log)
         else:
             result = evaluate_methods(policy_dir, p, args.states, log=log)
+            if args.live_like:
+                from rlli.policy.live_like import evaluate_live_like
+
+                result["live_like"] = evaluate_live_like(args.live_like, s.model_copy(update={"policy_dir": policy_dir}),
+                                                         log=log)
     except (FileNotFoundError, ValueError) as e:
         return fail(str(e))
     if args.json:
@@ -85,6 +92,13 @@ def _eval(args) -> int:
           ", ".join(f"{k} {v['mean']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in result["ablation"].items()))
     if result["gddpg_over_ddpg"] is not None:
         print(f"G-DDPG / DDPG total QoE: {result['gddpg_over_ddpg']:.4f} (the paper reports 1.15)")
+    if "live_like" in result:
+        ll = result["live_like"]
+        print(f"live-like rounds: {ll['rounds']} ({ll['users'][0]}..{ll['users'][1]} users, {ll['chunked_rounds']} chunked)")
+        for k, v in ll["methods"].items():
+            d = v["vs_greedy"]
+            print(f"{k:>11s} total QoE {v['qoe']:.3f} reward {v['reward']:.3f} vs greedy {d['mean']:+.3f} "
+                  f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] (ran as {v['ran_as']})")
     return 0
 
 
@@ -164,6 +178,8 @@ def register(commands) -> None:
     e = commands.eval.add_parser("policy", help="every allocation method on the same held-out rounds or episodes")
     e.add_argument("--env", choices=("one-round", "sequential"), default="one-round")
     e.add_argument("--states", type=int, default=500, help="one-round: held-out rounds")
+    e.add_argument("--live-like", type=int, default=0, help="one-round: also this many live-like rounds (real prompt "
+                   "sets, the app's grouping and fork probe, 2..16 users, chunked)")
     e.add_argument("--episodes", type=int, default=20, help="sequential: episodes (the same for every method)")
     e.add_argument("--episode-length", type=int, default=20)
     e.add_argument("--policy-dir", default="", help="default RLLI_POLICY_DIR (assets/policies)")
