@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max",
                                  "best_found")
-ALIASES: dict[str, str] = {"oracle": "best_found"}  # old names that still load
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
 
 
