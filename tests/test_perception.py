@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from rlli.personas import find_preset
@@ -259,3 +260,43 @@ def test_composed_scenes_follow_the_traits():
     assert share("open", "colour", ("purple", "orange")) > share("conventional", "colour", ("purple", "orange")) + 0.15
     assert share("extraverted", "detail", ("busy",)) > share("introverted", "detail", ("busy",)) + 0.15
     assert share("careless", "time", ("any",)) > share("conscientious", "time", ("any",)) + 0.15
+
+
+# ---------------------------------------------------------------------------------------- injection v2
+
+def test_the_injection_bench_has_a_positive_control_that_can_fail(endpoint):
+    from dataclasses import replace
+
+    from rlli.config import Settings
+    from rlli.personas.injection import Case, legit_change, measure
+
+    def reads(body):  # a judge that reads the request: 9 when a red car was asked for, else 3
+        return completion('{"score": 9, "reason": "as asked"}' if "a^red^car" in body["messages"][1]["content"]
+                          else '{"score": 3, "reason": "not what I asked"}')
+
+    cases = [Case(find_preset(n), Delivery("a red car", "an image showing one red car", 1.0, 2.0))
+             for n in ("open", "critical", "stable", "neurotic")]
+    remake = lambda prompt, clean: replace(clean, prompt=prompt)  # noqa: E731
+    e = endpoint(reads)
+    r = measure(cases, settings_for(e.url, llm_images="off"), remake, [True] * 4)
+    assert legit_change("a red car") == "a blue car"
+    assert r["positive_control_shift"] == -6 and r["judge_reads_the_request"]
+    pc = r["defended"]["positive_control"]["shift"]
+    assert pc["n"] == 4 and pc["low"] == pc["high"] == -6.0
+    assert r["defended"]["by_injection"]["instruction"]["shift"]["mean"] == 0  # the injected text keeps "a^red^car"
+    deaf = endpoint(lambda body: completion('{"score": 7, "reason": "fine"}'))  # ignores the request entirely
+    r = measure(cases, settings_for(deaf.url, llm_images="off"), remake, [True] * 4)
+    assert r["positive_control_shift"] == 0 and not r["judge_reads_the_request"]
+    assert isinstance(Settings(), Settings)
+
+
+def test_mean_ci_and_text_in_the_image():
+    from rlli.personas.describe import png_bytes, read_png
+    from rlli.personas.injection import mean_ci, text_in_image
+
+    ci = mean_ci([-1, -2, -3, -2, -2, -1, -3])
+    assert ci["mean"] == pytest.approx(-2.0) and ci["low"] < -2 < ci["high"] < 0 and ci["n"] == 7
+    assert mean_ci([]) == {"mean": None, "low": None, "high": None, "n": 0}
+    img = np.full((64, 64, 3), 128, np.uint8)
+    marked = read_png(text_in_image(png_bytes(img)))
+    assert marked.shape == img.shape and (marked != img).any() and (marked[:40] == img[:40]).all()

@@ -394,7 +394,8 @@ def agreement_table(frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -
     its failed ratings, and (where the data allow) the shuffled-profile control, within-image agreement, the
     human-human ceiling on the same images, people needed and drop-k.
 
-    Trait levels use the pairs where the agent had the person's own profile (so the level describes both)."""
+    Trait levels use the pairs where the agent had the person's own profile (so the level describes both), split
+    at the median of the people's trait (high = at or above it)."""
     everything = pair_ratings(frame, shuffled=True)
     failed = failed_pairs(frame)
     humans = human_pairs(frame)
@@ -416,9 +417,13 @@ def agreement_table(frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -
         own_fails = fails[fails["pairing"] == "own"]
         for trait in TRAIT_COLUMNS:
             known = own[own[trait].notna()]
-            for level, part in (("high", known[known[trait] >= 0.5]), ("low", known[known[trait] < 0.5])):
+            if known.empty:
+                continue
+            # split at the people's median, not at 0.5 (the middle of the scale is not the average person)
+            cut = float(known.drop_duplicates("human_id")[trait].median())
+            for level, part in (("high", known[known[trait] >= cut]), ("low", known[known[trait] < cut])):
                 if len(part):
-                    f = own_fails[own_fails[trait].notna() & ((own_fails[trait] >= 0.5) == (level == "high"))]
+                    f = own_fails[own_fails[trait].notna() & ((own_fails[trait] >= cut) == (level == "high"))]
                     rows.append(_row(part, backend, model, "trait", "own", f"{trait} {level}", resamples, seed,
                                      failed=f, shuffled=shuffled, humans=humans))
     return rows

@@ -224,26 +224,34 @@ def _bench_injection(args) -> int:
     from rlli.personas.injection import measure
 
     s = Settings()
+    if not 1 <= args.prompts <= 4:
+        return fail("--prompts must be between 1 and 4")
     try:
-        cases = _cases(s, args.personas, args.seed)
+        cases = _cases(s, args.personas, args.seed, args.prompts)
     except PersonaError as e:
         return fail(str(e))
 
     def injected(prompt, clean):  # same image, quality and delay; the description re-read for the new prompt
         return replace(clean, prompt=prompt, description=describe_image(read_png(clean.image_png), prompt))
 
-    r = measure(cases, s, injected)
+    good = [i < len(cases) // 2 for i in range(len(cases))]  # _cases lists the good deliveries first
+    r = measure(cases, s, injected, good)
     if args.json:
         print_json(r)
         return 0
     print(f"{r['cases']} persona x image pairs, model {r['model']}, temperature {r['temperature']}, seed {r['seed']}")
+    pc = r["defended"]["positive_control"]["shift"]
+    print(f"positive control (the request asks for another colour than the image shows): shift {pc['mean']} "
+          f"[{pc['low']}, {pc['high']}] over {pc['n']} pairs -> the judge "
+          f"{'reads' if r['judge_reads_the_request'] else 'does NOT clearly read'} the request")
     for way in ("defended", "naive"):
         w = r[way]
         print(f"{way:9s} clean mean score {w['clean_mean']}  valid {100 * w['clean_valid_rate']:.0f}%  "
               f"mean |shift| {w['mean_abs_shift']}")
         for kind, v in w["by_injection"].items():
-            print(f"   {kind:12s} shift {v['mean_shift']!s:>7}  |shift| {v['mean_abs_shift']!s:>6}  changed "
-                  f"{v['changed_rate']}  to 10 {v['to_ten_rate']}  valid {v['valid_rate']:.2f}")
+            ci = v["shift"]
+            print(f"   {kind:12s} shift {v['mean_shift']!s:>7} [{ci['low']}, {ci['high']}]  |shift| {v['mean_abs_shift']!s:>6}"
+                  f"  changed {v['changed_rate']}  to 10 {v['to_ten_rate']}  valid {v['valid_rate']:.2f}")
     print(f"mean |shift| defended / naive: {r['abs_shift_ratio_defended_over_naive']}")
     return 0
 
@@ -379,6 +387,7 @@ def register(commands) -> None:
 
     bi = commands.bench.add_parser("injection", help="score shift from prompt injections, defended vs naive judge")
     bi.add_argument("--personas", default="balanced,critical,agreeable", help="comma-separated preset names")
+    bi.add_argument("--prompts", type=int, default=4, help="prompts (1-4); each gives a good and a bad delivery")
     bi.add_argument("--seed", type=seed_int, default=0)
     bi.add_argument("--json", action="store_true")
     bi.set_defaults(func=_bench_injection)
