@@ -220,7 +220,7 @@ class BaselinePolicy(Policy):
 
 # the parameters that change the dynamics a policy learned; a checkpoint trained with other values still loads
 DYNAMICS_KEYS = ("steps", "bandwidth_hz", "server_hz", "cycles_per_step_server", "cycles_per_step_device",
-                 "server_step_j", "device_power_w", "energy_price", "deadline_factor", "payload_bytes")
+                 "server_step_j", "device_power_w", "energy_price", "deadline_factor")
 
 
 def params_mismatch(trained: dict | None, now: SystemParams) -> str | None:
@@ -229,7 +229,7 @@ def params_mismatch(trained: dict | None, now: SystemParams) -> str | None:
         return None
     cur = now.as_dict()
     diffs = [f"{k} {trained.get(k)!r} (now {cur[k]!r})" for k in DYNAMICS_KEYS
-             if k != "payload_bytes" and trained.get(k) != cur[k]]
+             if trained.get(k) != cur[k]]
     if not diffs:
         return None
     return "it was trained under other system parameters: " + ", ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else "")
