@@ -336,3 +336,18 @@ def test_system_figures_draw_every_series_with_its_band():
     assert svg.count("<polyline") == 2 and svg.count("<polygon") == 2 and "greedy" in svg and "best_found" in svg
     with pytest.raises(ValueError, match="nothing"):
         line_chart_svg(xs, {}, "t", "x", "y")
+
+
+def test_learning_curves_against_rounds_or_wall_clock(tmp_path):
+    from rlli.policy.figure import curves_by_algo, learning_curve_svg
+
+    for seed, wall in ((0, (10.0, 20.0)), (1, (14.0, 30.0))):
+        f = tmp_path / "ddpg" / f"seed{seed}" / "curve.csv"
+        f.parent.mkdir(parents=True)
+        f.write_text(f"iteration,rounds,wall_s,reward\n1,16,{wall[0]},1.0\n2,32,{wall[1]},{2.0 + seed}\n")
+    by_wall = curves_by_algo(tmp_path, "wall_s")
+    assert [list(x) for x, _ in by_wall["ddpg"]] == [[10.0, 20.0], [14.0, 30.0]]
+    svg = learning_curve_svg(by_wall, {"greedy": 2.0}, "t", x="wall_s")
+    assert "wall-clock" in svg and svg.count("<polyline") == 1
+    with pytest.raises(ValueError, match="no 'steps' column"):
+        curves_by_algo(tmp_path, "steps")

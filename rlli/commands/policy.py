@@ -108,13 +108,16 @@ def _curves(args) -> int:
 
     s = Settings()
     policy_dir = Path(args.policy_dir) if args.policy_dir else s.policy_dir
-    curves = curves_by_algo(policy_dir)
+    try:
+        curves = curves_by_algo(policy_dir, args.x)
+    except ValueError as e:
+        return fail(str(e))
     if not curves:
         return fail(f"no learning curves under {policy_dir} (<algo>/seed*/curve.csv)")
     from rlli.policy.evaluate import validation_references
 
     refs = validation_references()
-    svg = learning_curve_svg(curves, refs, "Validation reward while training (256 fixed rounds)")
+    svg = learning_curve_svg(curves, refs, "Validation reward while training (256 fixed rounds)", x=args.x)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(svg)
@@ -189,6 +192,7 @@ def register(commands) -> None:
     c = commands.eval.add_parser("policy-curves", help="draw the learning curves of the shipped policies (SVG)")
     c.add_argument("--policy-dir", default="")
     c.add_argument("--out", default="docs/figures/policy_learning_curve.svg")
+    c.add_argument("--x", choices=("rounds", "wall_s"), default="rounds", help="environment steps or wall-clock")
     c.set_defaults(func=_curves)
 
     f = commands.eval.add_parser("policy-figures", help="system-model figures: total QoE against users, band and "

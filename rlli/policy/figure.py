@@ -13,25 +13,30 @@ COLOURS = {"gddpg": "#d62728", "ddpg": "#1f77b4"}
 LABELS = {"gddpg": "G-DDPG (diffusion actor)", "ddpg": "DDPG (MLP actor)"}
 
 
-def read_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
+X_AXES = {"rounds": "training rounds (environment steps)", "wall_s": "wall-clock training time (s)"}
+
+
+def read_curve(path: Path, x: str = "rounds") -> tuple[np.ndarray, np.ndarray]:
     with Path(path).open() as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} has no rows")
-    return np.array([float(r["rounds"]) for r in rows]), np.array([float(r["reward"]) for r in rows])
+    if x not in rows[0]:
+        raise ValueError(f"{path} has no {x!r} column")
+    return np.array([float(r[x]) for r in rows]), np.array([float(r["reward"]) for r in rows])
 
 
-def curves_by_algo(policy_dir: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+def curves_by_algo(policy_dir: Path, x: str = "rounds") -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     out = {}
     for algo in COLOURS:
         found = sorted(Path(policy_dir, algo).glob("seed*/curve.csv"))
         if found:
-            out[algo] = [read_curve(f) for f in found]
+            out[algo] = [read_curve(f, x) for f in found]
     return out
 
 
 def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], references: dict[str, float],
-                       title: str, width: int = 760, height: int = 440) -> str:
+                       title: str, width: int = 760, height: int = 440, x: str = "rounds") -> str:
     """SVG text. ``references``: horizontal lines (e.g. the oracle and greedy validation rewards)."""
     if not curves:
         raise ValueError("no learning curves to draw")
@@ -59,8 +64,9 @@ def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], r
         xv = x0 + (x1 - x0) * i / 5
         el.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" stroke="#eee"/>')
         el.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.1f}</text>')
-        el.append(f'<text x="{px(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv / 1000:.0f}k</text>')
-    el.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">training rounds</text>')
+        tick = f"{xv / 1000:.0f}k" if x == "rounds" else f"{xv:.0f}"
+        el.append(f'<text x="{px(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{tick}</text>')
+    el.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">{escape(X_AXES.get(x, x))}</text>')
     el.append(f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" text-anchor="middle">'
               'validation reward (total QoE - price x energy)</text>')
     legend_y = top + ph - 130  # legend in the lower right, clear of the reference labels
@@ -69,15 +75,15 @@ def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], r
                   'stroke-dasharray="5,4"/>')
         el.append(f'<text x="{left + pw + 6}" y="{py(value) + 4:.1f}" fill="#555">{escape(name)} {value:.2f}</text>')
     for algo, runs in curves.items():
-        n = min(len(x) for x, _ in runs)
-        x = runs[0][0][:n]
+        n = min(len(xx) for xx, _ in runs)
+        xs_run = np.stack([r[0][:n] for r in runs]).mean(0)  # wall-clock differs per seed: the seeds' mean
         y = np.stack([r[1][:n] for r in runs])
         lo, hi, mean = y.min(0), y.max(0), y.mean(0)
         c = COLOURS.get(algo, "#333")
-        band = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, hi))
-        band += " " + " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x[::-1], lo[::-1]))
+        band = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs_run, hi))
+        band += " " + " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs_run[::-1], lo[::-1]))
         el.append(f'<polygon points="{band}" fill="{c}" fill-opacity="0.18" stroke="none"/>')
-        line = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, mean))
+        line = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(xs_run, mean))
         el.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="2"/>')
         el.append(f'<rect x="{left + pw + 8}" y="{legend_y + 60}" width="12" height="12" fill="{c}"/>')
         el.append(f'<text x="{left + pw + 24}" y="{legend_y + 70}">{escape(LABELS.get(algo, algo))}</text>')
