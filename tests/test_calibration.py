@@ -1,14 +1,11 @@
 """Calibration: the world's prompt sets, the fork rule's measurement, fit and validation, the legacy table."""
 
-import json
 
 import numpy as np
 import pytest
 
 from rlli.calibration.fork_rule import calibration_prompts
 from rlli.calibration.pairs import PairRecord, TwinScorer, fit_rule, measure_pairs, oracle_steps, validate_rule
-from rlli.config import SettingsError
-from rlli.policy.quality_table import QualityTable, load_table
 from rlli.policy.sharing import ForkRule
 
 
@@ -77,13 +74,64 @@ def test_measure_pairs_runs_every_fork_step_on_a_backbone(tiny_sd):
     assert other.quality[0] == 1.0 and min(other.quality[1:]) < 1.0  # sharing changes a different prompt's image
 
 
-def test_a_malformed_calibration_file_is_a_settings_error(tmp_path):
-    p = tmp_path / "c.json"
-    for text in ["{oops", json.dumps({"sim_edges": [0, 1]}), json.dumps([1, 2])]:
-        p.write_text(text)
-        with pytest.raises(SettingsError, match="RLLI_CALIBRATION: c.json"):
-            load_table(p)
-    t = QualityTable([-1.0, 0.5, 1.0001], [0.0, 1.0], [[1.0, 0.5], [1.0, 0.9]], {})
-    p.write_text(json.dumps({"sim_edges": t.sim_edges, "fractions": t.fractions, "quality": t.quality}))
-    assert load_table(p).max_fraction(0.9, 0.2) == 1.0 and load_table(p).max_fraction(0.1, 0.2) == 0.0
-    assert load_table(tmp_path / "missing.json") is None
+# --- the held-out guarantee (issue 18) -----------------------------------------------------------------------------
+
+
+def test_clopper_pearson_upper_bound_matches_the_closed_form_and_needs_149_clean_pairs():
+    from rlli.calibration.guarantee import clopper_pearson_interval, clopper_pearson_upper
+
+    for n in (10, 149, 300):
+        assert abs(clopper_pearson_upper(0, n) - (1 - 0.05 ** (1 / n))) < 1e-9
+    assert clopper_pearson_upper(0, 148) > 0.02 >= clopper_pearson_upper(0, 149)
+    assert clopper_pearson_upper(2, 314) <= 0.02 < clopper_pearson_upper(2, 300)
+    assert clopper_pearson_upper(5, 5) == 1.0 and clopper_pearson_upper(0, 0) == 1.0
+    lo, hi = clopper_pearson_interval(3, 100)
+    assert lo < 0.03 < hi
+
+
+def _pair(evidence, broken, member="a red house on grass", anchor_index=0):
+    from rlli.calibration.pairs import PairRecord
+
+    return PairRecord("anchor", member, "k", anchor_index, 0, evidence, 0.9, [1.0] * len(broken), list(broken))
+
+
+def test_guaranteed_steps_stop_at_the_first_step_whose_bound_exceeds_the_budget():
+    from rlli.calibration.guarantee import guaranteed_steps
+
+    n = 400
+    broken = np.zeros((n, 6), bool)
+    broken[:2, 3:] = True  # 2 of 400 break from s = 3: bound 0.0177 <= 0.02
+    broken[2:12, 5:] = True  # 12 of 400 from s = 5: bound > 0.02
+    ev = np.full(n, 0.01)
+    table = guaranteed_steps(ev, broken, [0.0, 0.5], 0.02)
+    assert table[0]["max_steps"] == 4 and table[0]["pairs"] == n and table[0]["broken_at_max"] == 2
+    assert table[0]["upper95_at_max"] <= 0.02
+    assert table[1]["pairs"] == 0 and table[1]["max_steps"] == 0  # an empty bin guarantees nothing
+    assert guaranteed_steps(ev[:100], broken[:100], [0.0], 0.02)[0]["max_steps"] == 0  # 100 pairs cannot reach 2%
+
+
+def test_breaks_on_unreliable_attributes_are_counted_apart():
+    from rlli.calibration.guarantee import split_breaks
+
+    recs = [_pair(0.01, [False, True, True], member="a red house on grass, warm"),
+            _pair(0.01, [False, True, True], member="a red house on grass, warm"),
+            _pair(0.01, [False, False, True])]
+    att = {0: {1: ["warmth"], 2: ["colour", "warmth"]}, 1: {1: [], 2: ["warmth"]}}
+    rel, unrel = split_breaks(recs, att)
+    assert rel.tolist() == [[False, False, True], [False, False, False], [False, False, True]]
+    assert unrel.tolist() == [[False, True, False], [False, False, True], [False, False, False]]
+
+
+def test_an_enforced_guarantee_caps_the_rule_and_an_unenforced_one_does_not():
+    from rlli.policy.sharing import RULE_KIND, ForkRule
+
+    d = {"kind": RULE_KIND, "steps": 4, "evidence": {"probe_step": 1, "quantile": 0.98}, "edges": [0.0],
+         "quality": [[1, 1, 1, 1, 1]], "broken": [[0, 0, 0, 0, 0]], "measured_with": {},
+         "guarantee": {"edges": [0.0, 0.1], "bins": [{"max_steps": 3}, {"max_steps": 0}], "enforced": True}}
+    rule = ForkRule.from_dict(d)
+    assert rule.max_steps(0.05, 0.03) == 3 and rule.max_steps(0.2, 0.03) == 0
+    d["guarantee"]["enforced"] = False
+    assert ForkRule.from_dict(d).max_steps(0.2, 0.03) == 4
+    d["guarantee"]["bins"] = [{"max_steps": 9}, {"max_steps": 0}]
+    with pytest.raises(ValueError, match="guarantee"):
+        ForkRule.from_dict(d)

@@ -88,6 +88,11 @@ class ForkRule:
     meta: dict = field(default_factory=dict, compare=False)
     tolerance: float | None = None  # the calibrated operating point (None: the caller's)
     break_budget: float | None = None
+    # the held-out guarantee (rlli.calibration.guarantee): its bins' lower edges and each bin's most shared steps
+    # with a one-sided 95% Clopper-Pearson bound on the broken rate within the budget; a cap only when enforced
+    guarantee_edges: tuple[float, ...] = ()
+    guarantee_steps: tuple[int, ...] = ()
+    guarantee_enforced: bool = False
 
     def bin_of(self, evidence: float) -> int:
         if not math.isfinite(evidence):
@@ -105,11 +110,22 @@ class ForkRule:
         and whose predicted broken-attribute rate stays within ``break_budget``."""
         q, b = self.quality_curve(evidence), self.broken_curve(evidence)
         best = 0
-        for s in range(1, self.steps + 1):
+        cap = self.guaranteed_steps(evidence) if self.guarantee_enforced else self.steps
+        for s in range(1, cap + 1):
             if q[s] < 1.0 - tolerance - 1e-9 or b[s] > break_budget + 1e-9:
                 break
             best = s
         return best
+
+    def guaranteed_steps(self, evidence: float) -> int:
+        """The held-out guarantee's most shared steps for this evidence (0 without a guarantee section)."""
+        if not self.guarantee_edges:
+            return 0
+        if not math.isfinite(evidence):
+            return self.guarantee_steps[-1]
+        i = int(np.clip(np.searchsorted(self.guarantee_edges, evidence, side="right") - 1, 0,
+                        len(self.guarantee_edges) - 1))
+        return self.guarantee_steps[i]
 
     @classmethod
     def from_dict(cls, d: dict) -> ForkRule:
@@ -126,9 +142,14 @@ class ForkRule:
             raise ValueError("bin edges must ascend from 0")
         op = d.get("operating_point") or {}
         tol, budget = op.get("tolerance"), op.get("break_budget")
+        g = d.get("guarantee") or {}
+        g_edges = tuple(float(e) for e in g.get("edges", ()))
+        g_steps = tuple(int(r["max_steps"]) for r in g.get("bins", ()))
+        if len(g_edges) != len(g_steps) or any(not 0 <= x <= steps for x in g_steps):
+            raise ValueError("the guarantee needs one bin (max_steps in 0..steps) per edge")
         return cls(steps, int(ev["probe_step"]), float(ev["quantile"]), edges, quality, broken,
                    dict(d["measured_with"]), d, None if tol is None else float(tol),
-                   None if budget is None else float(budget))
+                   None if budget is None else float(budget), g_edges, g_steps, bool(g.get("enforced", False)))
 
     def operating(self, tolerance: float, budget: float) -> tuple[float, float]:
         """The tolerance and budget a decision uses: the calibrated operating point, never looser than asked."""
