@@ -235,8 +235,8 @@ def pareto_svg(p, n_states: int, prices=(0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 
 
 
 def write_system_figures(out_dir: Path, p, policy_dir: Path, n_states: int = 200, log=print) -> list[Path]:
-    """docs/figures/system_qoe_vs_{users,bandwidth,server}.svg, system_pareto_energy_price.svg and
-    system_figures.json (every plotted number)."""
+    """docs/figures/system_qoe_vs_{users,bandwidth,server}.svg, system_pareto_energy_price.svg,
+    system_personas_one_round.svg and system_figures.json (every plotted number)."""
     import json
 
     out_dir = Path(out_dir)
@@ -263,7 +263,60 @@ def write_system_figures(out_dir: Path, p, policy_dir: Path, n_states: int = 200
     f.write_text(svg)
     data["pareto"] = pts
     written.append(f)
+    log("personas")
+    svg, table = persona_table_svg(p, policy_dir)
+    f = out_dir / "system_personas_one_round.svg"
+    f.write_text(svg)
+    data["personas_one_round"] = table
+    written.append(f)
     j = out_dir / "system_figures.json"
     j.write_text(json.dumps(data, indent=1))
     written.append(j)
     return written
+
+
+def persona_table_svg(p, policy_dir: Path, seed: int = 3) -> tuple[str, dict]:
+    """One held-out round of K_max users: each user's Big-Five beside the shared steps, bandwidth share, delay and
+    QoE that G-DDPG (seed 0; greedy when it has no checkpoint), greedy and best found give it."""
+    from rlli.network.allocation import evaluate
+    from rlli.policy.baselines import BASELINES
+    from rlli.policy.evaluate import heldout_states, learned_actions, seed_folders
+
+    st = heldout_states(p, 1, seed=seed, k_range=(p.k_max, p.k_max))
+    acts = {}
+    folders = seed_folders(policy_dir, "gddpg")
+    if folders:
+        acts["gddpg"] = learned_actions(folders[0], st, p)
+    acts["greedy"] = BASELINES["greedy"](st, p)
+    acts["best_found"] = BASELINES["best_found"](st, p, np.random.default_rng(0))
+    outs = {k: evaluate(st, a, p) for k, a in acts.items()}
+    users = np.flatnonzero(st.mask[0])
+    rows = []
+    for u in users:
+        row = {"user": int(u), "traits": [round(float(t), 2) for t in st.traits[0, u]], "group": int(st.group[0, u]),
+               "anchor": bool(st.is_anchor[0, u]), "cap": int(st.max_shared[0, u])}
+        for k, o in outs.items():
+            row[k] = {"steps": int(o.allocation.steps[0, u]), "bandwidth": round(float(o.allocation.bandwidth_share[0, u]), 3),
+                      "delay_s": round(float(o.delay_s[0, u]), 2), "qoe": round(float(o.qoe[0, u]), 2)}
+        rows.append(row)
+    cols = ["user", "O C E A N", "group", "cap"] + [f"{k}: steps / band / delay / QoE" for k in outs]
+    widths = [40, 150, 50, 40] + [200] * len(outs)
+    width, lh = sum(widths) + 20, 20
+    height = 60 + lh * (len(rows) + 1)
+    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+          f'<text x="10" y="22" font-size="14">One round of {len(rows)} users: personality beside each method\'s '
+          f'allocation (anchors marked *)</text>']
+    xs = np.cumsum([10] + widths[:-1])
+    for x, c in zip(xs, cols):
+        el.append(f'<text x="{x}" y="50" font-weight="bold">{escape(c)}</text>')
+    for i, r in enumerate(rows):
+        y = 50 + lh * (i + 1)
+        cells = [f"{r['user']}{'*' if r['anchor'] else ''}", " ".join(f"{t:.2f}" for t in r["traits"]), str(r["group"]),
+                 str(r["cap"])] + [f"{r[k]['steps']:2d} / {r[k]['bandwidth']:.2f} / {r[k]['delay_s']:5.1f} s / {r[k]['qoe']:.1f}"
+                                   for k in outs]
+        for x, c in zip(xs, cells):
+            el.append(f'<text x="{x}" y="{y}">{escape(c)}</text>')
+    el.append("</svg>")
+    return "\n".join(el), {"seed": seed, "users": rows,
+                           "total_qoe": {k: round(float(o.total_qoe[0]), 3) for k, o in outs.items()}}
