@@ -62,3 +62,26 @@ def test_parse_prompt_handles_free_text():
     assert p == {"count": "two", "colour": "green", "object": "boat", "ground": "grass", "warmth": "cold"}
     assert world.parse_prompt("an orange oak")["count"] == "one"
     assert "count" not in world.parse_prompt("red houses")
+
+
+def test_a_persona_version_keeps_the_visitors_subject_and_adds_only_its_preferred_look():
+    from rlli.diffusion.tiny.variants import persona_version
+
+    v = persona_version("a red house on grass at sunset", {"warmth": "warm", "detail": "calm", "colour": "blue",
+                                                           "time": "night"}, seed=3)
+    stated = world.parse_prompt(v.text)
+    assert v.added == {"warmth": "warm", "detail": "calm"} and v.written_by == "composed"
+    assert {k: stated[k] for k in v.kept} == v.kept == world.parse_prompt("a red house on grass at sunset")
+    assert stated["warmth"] == "warm" and stated["detail"] == "calm"  # read back by the world's own parser
+    assert v.text.startswith("a red house on grass at sunset, ")
+    assert persona_version("a red house on grass at sunset", {"warmth": "warm"}, seed=3) == \
+        persona_version("a red house on grass at sunset", {"warmth": "warm"}, seed=3)
+    same = persona_version("a calm red house, warm", {"warmth": "cold", "detail": "busy"})
+    assert same.same_as_visitor and same.text == "a calm red house, warm"  # never overrides what the visitor said
+    assert persona_version("a boat", {"warmth": "neutral", "detail": "any"}).text == "a boat"
+    import pytest
+
+    with pytest.raises(ValueError, match="empty"):
+        persona_version("  ", {})
+    with pytest.raises(ValueError, match="only"):
+        persona_version("a boat", {"colour": "red"}, look=("colour",))
