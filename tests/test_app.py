@@ -67,9 +67,12 @@ def test_a_persons_journey_through_the_api(client):
 
     me = Client(client.src, verbose=False)  # a session of its own (its TIPI profile and current image)
     assert "Your Big-Five scores" in me.predict(7, 2, 6, 3, 5, 4, 6, 2, 5, 3, api_name="/tipi")
-    image, story, guests, stars, reason, rated, agents = me.predict(  # (buttons are not API outputs)
+    image, story, guests, stars, reason, rated, agents, native = me.predict(  # (buttons are not API outputs)
         KEY, "a red house on grass at sunset", [], api_name="/participate")
     assert image and "Round" in story and "allocation by" in story
+    from PIL import Image
+
+    assert Image.open(native).size == (64, 64) and Image.open(image).size == (256, 256)  # native + crisp 4x
     assert not agents.get("visible", True), "agents' scores must stay hidden before the person rates"
     assert stars["interactive"] is True
     text, stars, reason, table = me.predict(KEY, 7, "<b>fine</b>", api_name="/rate")

@@ -70,7 +70,7 @@ def test_same_seed_same_rating_and_the_cache_answers_repeats(judge, llm_server):
 def test_a_persona_authored_round_runs_through_the_service(llm_server):
     from rlli.diffusion.tiny import world
     from rlli.personas.author import Author
-    from rlli.service import StudioService
+    from rlli.service import requests_from, run_round
 
     settings = Settings()
     personas = [find_preset(n) for n in ("open", "introverted", "extraverted")]
@@ -79,9 +79,9 @@ def test_a_persona_authored_round_runs_through_the_service(llm_server):
     for a in authored:
         assert world.parse_prompt(a.prompt)["object"] == a.scene["object"]
     assert Author(settings).write_round(personas, seed=3) == authored  # same seed, same requests
-    report = StudioService(settings).run_round("\n".join(a.prompt for a in authored), seed=3)
+    report = run_round(requests_from([a.prompt for a in authored], 3), settings)
     assert report.prompts == [a.prompt for a in authored]
-    assert len(report.outputs) == 3 and all(o.image.shape == (64, 64, 3) for o in report.outputs)
+    assert len(report.requests) == 3 and all(r.image.shape == (64, 64, 3) for r in report.requests)
 
 
 def test_the_mini_ipip_is_answered_in_the_schema(llm_server):

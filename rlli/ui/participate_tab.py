@@ -48,6 +48,28 @@ def journey(d: Delivered) -> str:
     return "\n".join(lines)
 
 
+def crisp(image, box: int = 256):
+    """A small image scaled up by whole pixels (no smoothing) to fill a ``box``-pixel frame, as the Personas
+    gallery does; larger images are shown as they are."""
+    import numpy as np
+
+    img = np.asarray(image)
+    k = max(1, box // max(img.shape[:2]))
+    return np.repeat(np.repeat(img, k, axis=0), k, axis=1) if k > 1 else img
+
+
+def native_png(image) -> str:
+    """The image at its native size as a PNG file to download."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(tempfile.mkdtemp(prefix="rlli-image-")) / "my-image.png"
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
 def guest_items(others: list[Delivered]) -> list[tuple]:
     return [(d.image, f"{d.who}: {d.prompt} (s={d.fork_step})") for d in others]
 
@@ -81,6 +103,7 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
         with gr.Row():
             image = gr.Image(label="Your image", type="numpy", interactive=False, height=256)
             story = gr.Markdown("")
+        native = gr.File(label="Your image at its native size (PNG)", interactive=False, visible=False)
         guests = gr.Gallery(label="Invited personas' images", columns=4, height="auto", visible=False)
         with gr.Group():
             stars = gr.Slider(1, 10, value=5, step=1, label="Your quality of experience (1 = poor, 10 = excellent)",
@@ -120,18 +143,20 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
             results = studio.participate(visitor, text, invited or [], address=client_address(request),
                                          on_phase=on_phase)
         except StudioError as e:
-            return {image: None, story: f"**Cannot run this request:** {html.escape(str(e))}",
+            return {image: None, native: gr.File(visible=False),
+                    story: f"**Cannot run this request:** {html.escape(str(e))}",
                     guests: gr.Gallery(visible=False), current: None, stars: locked[0], reason: locked[1],
                     rate_btn: locked[2], rated_md: "", agents: gr.Dataframe(visible=False)}
         mine, others = results[0], results[1:]
-        return {image: mine.image, story: journey(mine), guests: gr.Gallery(value=guest_items(others),
+        return {image: crisp(mine.image), native: gr.File(value=native_png(mine.image), visible=True),
+                story: journey(mine), guests: gr.Gallery(value=guest_items(others),
                                                                              visible=bool(others)),
                 current: mine.generation_id, stars: gr.Slider(interactive=True, value=5),
                 reason: gr.Textbox(interactive=True, value=""), rate_btn: gr.Button(interactive=True), rated_md: "",
                 agents: gr.Dataframe(visible=False)}
 
     go.click(on_go, [browser_key, profile, prompt, invite],
-             [image, story, guests, current, stars, reason, rate_btn, rated_md, agents],
+             [image, story, guests, current, stars, reason, rate_btn, rated_md, agents, native],
              api_name="participate", concurrency_limit=studio.settings.round_max_requests,
              concurrency_id="rounds")
 
