@@ -1,0 +1,88 @@
+"""The pages' builders are pure functions of the round's records: tested here without a browser, on a real round
+of the shipped tiny model at 2 steps with a fork rule that lets similar prompts share."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rlli.config import Settings
+from rlli.service import requests_from, run_round
+
+PROMPTS = ["a red house on grass at sunset", "a red house on the grass at sunset", "two blue boats on a lake at night"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    import rlli.policy.sharing as sharing
+    from rlli.text import text_model_id
+
+    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
+            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
+            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
+            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
+                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
+    path = tmp_path_factory.mktemp("rule") / "rule.json"
+    path.write_text(json.dumps(rule))
+    s = Settings(steps=2, fork_rule=path, policy="greedy")
+    return run_round(requests_from(PROMPTS, 0), s, compare=True)
+
+
+def test_the_shared_round_tables_follow_the_records(report):
+    from rlli.ui import round_tab
+
+    groups = round_tab.group_rows(report)
+    assert [row[0] for row in groups] == [g.number for g in report.groups] == [1, 2]
+    assert sum(row[2] for row in groups) == 3
+    assert [row[4] for row in groups] == [g.prefix_steps for g in report.groups]
+    rows = round_tab.request_rows(report)
+    assert [row[6] for row in rows] == [r.fork_step for r in report.requests]
+    member = next(r for r in report.requests if r.fork_step > 0 and not r.is_anchor)
+    assert rows[member.index][9] == "THE ANCHOR'S IMAGE" and rows[member.index][2] == PROMPTS[report.groups[0].anchor]
+    text = round_tab.summary(report)
+    a = report.accounting
+    assert f"**{a.passes}**" in text and f"vs {a.passes_independent} independent" in text
+    assert "received the anchor's image" in text and "allocation by **greedy**" in text
+
+
+def test_the_sharing_tree_draws_a_trunk_and_one_lane_per_member(report):
+    from rlli.ui import round_tab
+
+    fig = round_tab.sharing_tree(report)
+    trunks = [t for t in fig.data if t.line.width == 7]
+    assert len(trunks) == sum(g.prefix_steps > 0 for g in report.groups)
+    assert len(fig.data) - len(trunks) == len(report.requests)
+    assert list(fig.layout.xaxis.range) == [-0.5, report.accounting.steps + 0.5]
+
+
+def test_galleries_caption_every_image_with_its_provenance(report):
+    from rlli.ui import round_tab
+
+    items = round_tab.gallery(report)
+    assert len(items) == 3 and all(np.array_equal(img, r.image) for (img, _), r in zip(items, report.requests))
+    assert all("seed" in cap or "ANCHOR" in cap for _, cap in items)
+    twins = round_tab.twin_gallery(report)
+    assert [cap for _, cap in twins] == [f"independent, own seed {r.seed}: {r.prompt}" for r in report.requests]
+
+
+def test_a_persons_journey_and_the_system_summary(report):
+    from rlli.session.studio import Delivered
+    from rlli.ui import participate_tab, system_tab
+    from rlli.ui.participate_tab import crisp
+
+    alone = report.requests[2]
+    d = Delivered(1, 5, "you", alone, report.groups[alone.group], alone.output.anchor_prompt, 2, "greedy")
+    story = participate_tab.journey(d)
+    assert "alone in its group" in story and "nothing was handed off" in story and "0%" not in story
+    big = crisp(alone.image)
+    assert big.shape == (256, 256, 3) and np.array_equal(big[::4, ::4], alone.image)
+
+    class View:
+        number, who = 1, ("a", "b", "c")
+
+    View.report = report
+    text = system_tab.summary(View, report.allocation)
+    saved = report.allocation.no_sharing.energy_j - report.allocation.allocation.energy_j
+    assert f"energy against no sharing: **{saved:+.1f} J**" in text
+    assert ("saved" if saved >= 0 else "spent more") in text
+    assert system_tab.group_rows(View)[0][3] == ", ".join(str(s) for s in report.groups[0].fork_steps)
