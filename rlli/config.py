@@ -43,8 +43,6 @@ class Settings(BaseSettings):
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="denoiser precision; auto = bfloat16 on CPUs with native bf16 (AMX/AVX512-BF16), "
                             "float16 on CUDA, else float32")
-    calibration: Path = Field(ASSETS / "calibration.json",
-                              description="similarity x shared-fraction quality table the policy's training rounds read")
     fork_rule: Path = Field(ASSETS / "fork" / "rule.json",
                             description="fork rule from `rlli calibrate`: x0 disagreement -> each member's fork step")
     share_break_budget: float = Field(0.02, ge=0.0, le=1.0,
@@ -126,15 +124,18 @@ class Settings(BaseSettings):
     # --- end serve ---
 
     # --- system model and policy (rlli/network, rlli/policy) ---
-    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max"] = Field(
+    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "best_found", "oracle",
+                    "fork_max"] = Field(
         "gddpg", description="the method that allocates bandwidth, server compute and shared steps each round")
     policy_dir: Path = Field(ASSETS / "policies", description="folder of the trained policies (<name>/seed<S>/)")
     policy_seed: int = Field(0, ge=0, description="which training seed's checkpoint a learned policy loads")
     policy_k_max: int = Field(8, ge=1, le=64, description="users per allocation the policies encode; larger "
                                                           "rounds are allocated in parts")
-    energy_price: float = Field(0.05, ge=0.0, description="QoE points per joule in the policy's reward")
-    net_bandwidth_mhz: float = Field(0.5, gt=0.0, description="band shared by a round's hand-offs (MHz)")
-    net_server_ghz: float = Field(20.0, gt=0.0, description="server compute shared by the groups' prefixes (GHz)")
+    energy_price: float = Field(0.005, ge=0.0, description="QoE points per joule in the policy's reward (a "
+                                                            "phone's 20-step image is about 70-140 J)")
+    net_bandwidth_mhz: float = Field(0.5, gt=0.0, description="band shared by a round's transfers (MHz)")
+    net_server_ghz: float = Field(20.0, gt=0.0, description="server speed in GHz-equivalents (20 = one A10 "
+                                                              "running SD 1.5, 59 ms per step)")
     net_fading: Literal["iid", "gauss-markov"] = Field("iid", description="Rayleigh fading: redrawn each round or "
                                                                           "Gauss-Markov correlated")
     # --- end policy ---
