@@ -48,7 +48,8 @@ def ray_backend(settings):
 def test_ray_gives_the_same_images_for_the_same_seeds_as_in_process(ray_backend, settings):
     from rlli.serve.backend import InProcessBackend
 
-    job = _job(TOPIC[:3], seed=11)
+    prompts = ("a red house on snow at sunset", "a red house on the snow at sunset", "red house on snow at sunset")
+    job = _job(prompts, seed=11)  # two of them share 12 of 20 steps with these seeds (checked in-process)
     remote = ray_backend.submit(job)
     local_backend = InProcessBackend(settings)
     try:
@@ -56,7 +57,7 @@ def test_ray_gives_the_same_images_for_the_same_seeds_as_in_process(ray_backend,
     finally:
         local_backend.close()
     assert remote.indices == local.indices == (0, 1, 2)
-    assert [r.prompt for r in remote.report.requests] == list(TOPIC[:3])
+    assert [r.prompt for r in remote.report.requests] == list(prompts)
     for a, b in zip(remote.report.requests, local.report.requests):
         assert a.seed == b.seed and a.fork_step == b.fork_step
         np.testing.assert_array_equal(a.image, b.image)
