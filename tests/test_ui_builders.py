@@ -83,6 +83,7 @@ def test_a_persons_journey_and_the_system_summary(report):
     View.report = report
     text = system_tab.summary(View, report.allocation)
     saved = report.allocation.no_sharing.energy_j - report.allocation.allocation.energy_j
-    assert f"energy against no sharing: **{saved:+.1f} J**" in text
+    assert f"energy against no sharing (every image on its own device): **{saved:+.1f} J**" in text
+    assert f"separately: {report.allocation.energy_saved_vs_server_j:+.1f} J" in text
     assert ("saved" if saved >= 0 else "spent more") in text
     assert system_tab.group_rows(View)[0][3] == ", ".join(str(s) for s in report.groups[0].fork_steps)

@@ -360,17 +360,27 @@ class AllocationReport:
     """What a round's report carries: the chosen allocation, the two references, and any notice."""
 
     allocation: RoundAllocation
-    no_sharing: RoundAllocation
+    no_sharing: RoundAllocation  # every user on its own device
     equal: RoundAllocation
     notice: Notice | None
+    server_per_user_j: float = 0.0  # the other no-sharing reference: the server makes each user's image alone
+    server_per_user_qoe: float = 0.0
 
     @property
     def energy_saved_j(self) -> float:
+        """Energy against no sharing on the devices (positive: sharing used less)."""
         return self.no_sharing.energy_j - self.allocation.energy_j
+
+    @property
+    def energy_saved_vs_server_j(self) -> float:
+        """Energy against the server making every user's image separately (positive: sharing used less)."""
+        return self.server_per_user_j - self.allocation.energy_j
 
     def as_dict(self) -> dict:
         return {"allocation": self.allocation.as_dict(), "no_sharing": self.no_sharing.as_dict(),
                 "equal": self.equal.as_dict(), "energy_saved_j": self.energy_saved_j,
+                "server_per_user_j": self.server_per_user_j, "server_per_user_qoe": self.server_per_user_qoe,
+                "energy_saved_vs_server_j": self.energy_saved_vs_server_j,
                 "notice": None if self.notice is None else asdict(self.notice)}
 
 
@@ -385,7 +395,11 @@ def allocate_round(groups, forks: list, traits: list, settings=None, seed: int =
     live = build_round_state(groups, forks, traits, s, seed, payload_bytes)
     policy = policy or load_policy(s.policy, s)
     figs = compare(live, policy)
-    return AllocationReport(figs["policy"], figs["no_sharing"], figs["equal"], policy.notice)
+    from rlli.network.allocation import server_reference
+
+    refs = [server_reference(c.state, c.params) for c in live.chunks]
+    return AllocationReport(figs["policy"], figs["no_sharing"], figs["equal"], policy.notice,
+                            float(sum(r.energy_j[0] for r in refs)), float(sum(r.qoe[0].sum() for r in refs)))
 
 
 __all__ = ["POLICY_NAMES", "AllocationReport", "LiveRound", "Notice", "Policy", "RoundAllocation", "UserAllocation",

@@ -73,7 +73,8 @@ def summary(report: RoundReport) -> str:
              f"- hand-off payload: {a.handoff_bytes / 1024:.1f} KiB in all"]
     al = report.allocation
     lines.append(f"- allocation by **{e(al.allocation.policy)}**: total QoE {al.allocation.total_qoe:.1f}, energy "
-                 f"{al.allocation.energy_j:.1f} J (no sharing {al.no_sharing.energy_j:.1f} J, equal split "
+                 f"{al.allocation.energy_j:.1f} J (no sharing: {al.no_sharing.energy_j:.1f} J on the devices, "
+                 f"{al.server_per_user_j:.1f} J with the server making each image; equal split "
                  f"{al.equal.energy_j:.1f} J), mean simulated delay {al.allocation.mean_delay_s:.2f} s")
     lines += [f"- **Notice:** {e(n)}" for n in report.notices]
     for r in report.requests:

@@ -31,8 +31,9 @@ def summary(view, allocation) -> str:
     lines = [f"## Round {view.number}: {len(view.who)} requests, {len(view.report.groups)} groups",
              f"- allocated by **{e(a.policy)}** in {a.decision_ms:.1f} ms; total QoE {a.total_qoe:.1f} "
              f"(no sharing {allocation.no_sharing.total_qoe:.1f}, equal split {allocation.equal.total_qoe:.1f})",
-             f"- energy {a.energy_j:.1f} J; energy against no sharing: **{saved:+.1f} J** "
-             f"({'saved' if saved >= 0 else 'spent more'}); against an equal split "
+             f"- energy {a.energy_j:.1f} J; energy against no sharing (every image on its own device): "
+             f"**{saved:+.1f} J** ({'saved' if saved >= 0 else 'spent more'}); against the server making every "
+             f"image separately: {allocation.energy_saved_vs_server_j:+.1f} J; against an equal split "
              f"{allocation.equal.energy_j - a.energy_j:+.1f} J; mean delay {a.mean_delay_s:.2f} s",
              f"- denoiser passes {acc.passes} against {acc.passes_independent} without sharing "
              f"({acc.passes_fork_decision} of them for the fork decision)"]
