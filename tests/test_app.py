@@ -72,6 +72,8 @@ def test_a_persons_journey_through_the_api(client):
     assert image and "Round" in story and "allocation by" in story
     from PIL import Image
 
+    native = native.get("value", native) if isinstance(native, dict) else native  # (a component update)
+    native = native.get("path", native) if isinstance(native, dict) else native
     assert Image.open(native).size == (64, 64) and Image.open(image).size == (256, 256)  # native + crisp 4x
     assert not agents.get("visible", True), "agents' scores must stay hidden before the person rates"
     assert stars["interactive"] is True

@@ -24,7 +24,7 @@ import numpy as np
 from rlli.config import Settings
 from rlli.diffusion.engine import Request
 from rlli.personas.judge import BigFive, Persona, Rating
-from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, fan_out, backend_for
+from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, backend_for, fan_out
 from rlli.service import Phase, RequestResult, RoundGroup, RoundReport, reallocate
 from rlli.session.admission import MAX_RAW_PROMPT, RateLimiter, StudioError, check_pasted, check_prompt
 from rlli.session.agents import BUSY, AgentJobs
