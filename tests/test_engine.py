@@ -256,6 +256,11 @@ def test_a_kept_trunk_start_resumes_exactly_and_says_where_it_came_from(tiny_sd)
     assert np.array_equal(out.image, _walk(engine, plan, 9, [(PROMPTS[0], 0, 3), (PROMPTS[1], 3, 6)])[0])
     assert res.denoiser_passes == 2 * 3 and out.noise_seed == 9 and out.seed == 5
     assert out.start_origin["request_id"] == "old" and out.path[0] == ("kept:e1", 0, 3)
+    assert out.image_source == "forked"
+    _, done, sched_n = _walk(engine, plan, 9, [(PROMPTS[0], 0, 6)])
+    whole = Start(done, sched_n, 6, 9, {"entry": "e2", "prompt": PROMPTS[0]})
+    full = engine.run_tree(reqs, [TreePlan((0,), 0, (None,), (6,))], plan, starts={0: whole}).outputs[0]
+    assert full.image_source == "anchor's image" and full.own_steps == 0  # an earlier request's finished image
     with pytest.raises(ValueError, match="kept trunk"):
         engine.run_tree(reqs, [TreePlan((0,), 0, (None,), (3,))], plan)
 

@@ -484,6 +484,8 @@ class Engine:
             source = IMAGE_OWN
         elif d == plan.steps and src is not None and r.prompt != requests[src].prompt:
             source = IMAGE_ANCHORS
+        elif d == plan.steps and start is not None and r.prompt != start.origin.get("prompt"):
+            source = IMAGE_ANCHORS  # an earlier request's finished image
         else:
             source = IMAGE_FORKED
         segs = tuple((x, a_, plan.steps if b_ is None else b_) for x, a_, b_ in path)
