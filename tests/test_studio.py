@@ -149,8 +149,9 @@ def test_a_dead_llm_endpoint_keeps_the_persons_rating_and_records_agent_failures
     store = dead.store()
     todo, _, done = plan(store, "llm", "none", dead.presets())
     assert done == 0 and len(todo) == len(scores) == 1 + len(dead.presets())
-    with pytest.raises(StudioError, match="could not write a prompt"):
-        dead.persona_round(["open"])
+    # a persona round never waits for the dead LLM: its prompt is composed from the persona's preferences
+    [p] = dead.persona_round(["open"])
+    assert p.written_by.startswith("composed") and p.prompt
 
 
 def _together(studio, jobs):
@@ -172,9 +173,21 @@ def _together(studio, jobs):
     return out
 
 
+def test_invited_personas_write_their_version_of_the_visitors_prompt_and_share_its_trunk(studio):
+    from rlli.diffusion.tiny.world import parse_prompt
+
+    me, *guests = studio.participate(ME, "a red house on grass at sunset", invite=["open", "critical", "neurotic"], seed=31)
+    stated = parse_prompt(me.prompt)
+    for g in guests:
+        assert g.written_by.startswith("composed") and g.prompt.startswith(me.prompt)
+        assert all(parse_prompt(g.prompt).get(k) == v for k, v in stated.items())  # the visitor's subject, kept
+        assert g.group is me.group or g.group.index == me.group.index
+    assert len(me.group.members) == 4 and sum(g.fork_step > 0 for g in [me, *guests] if not g.is_anchor) >= 1
+
+
 def test_concurrent_visitors_share_one_round_and_its_steps(tmp_path, rule_path):
-    """The round closes when its third request arrives (the window is a minute: it closes on the count, no timing involved); the three
-    similar prompts form one group and the members share the anchor's steps."""
+    """The round closes when its third request arrives (the window is a minute: it closes on the count, no timing
+    involved); the three similar prompts form one group and the members share the anchor's steps."""
     st = Studio(fast_settings(tmp_path, fork_rule=rule_path, round_window_s=60.0, round_max_requests=3))
     try:
         prompts = ["a red house on grass at sunset", "a red house on the grass at sunset", "red house on a lawn at sunset"]

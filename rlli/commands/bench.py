@@ -365,8 +365,8 @@ PERSON_PROMPT = "a red house on grass at sunset"
 
 
 def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None) -> dict:
-    """One app round end to end through the session layer (the app's own path): 1 person + ``personas`` preset
-    personas whose prompts the LLM author writes; grouping, fork decision, allocation, generation, storage, and
+    """One app round end to end through the session layer (the app's own path): 1 person + ``personas`` invited
+    preset personas, each writing its version of the person's prompt (as the Participate tab's invitations do); grouping, fork decision, allocation, generation, storage, and
     the agents' ratings (the person's image as the person and as every preset, each persona's own image as
     itself), with seconds per phase; then the same images generated independently with no judges, in the same
     run (the naive way).
@@ -391,12 +391,15 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
 
         get_policy(None, s)
         studio.store()
-        if names:
-            studio.author_prompts(names[:1], seed + 999)  # starts the embedded LLM server, if it is the endpoint
         judge = studio.judge()
+        from rlli.personas.describe import make_delivery
+
+        warm = Engine(backbone).run([Request(PERSON_PROMPT, seed)], independent_groups(1), plan).outputs[0].image
+        judge.rate_many([(studio.presets()[0], make_delivery(PERSON_PROMPT, warm, quality=1.0, delay_s=1.0))])
+        # (that first rating starts the embedded LLM server, if it is the endpoint)
 
         t0 = time.perf_counter()
-        persona_asks = studio.author_prompts(names, seed)
+        persona_asks = studio.author_prompts(names, seed, visitor_prompt=PERSON_PROMPT)  # invited: their versions
         authoring = time.perf_counter() - t0
         me = Visitor("browser:bench-round-person", BigFive(0.7, 0.4, 0.6, 0.5, 0.4), "tipi")
         asks = [Ask(PERSON_PROMPT, seed, visitor=me), *persona_asks]
@@ -419,6 +422,7 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
     a = report.accounting
     return {
         "requests": len(asks), "personas": names, "prompts": [x.prompt for x in asks],
+        "written_by": [x.written_by or "the person" for x in asks],
         "person_image_s": round(person_image, 3), "all_ratings_s": round(total, 3),
         "total_s": round(total, 3), "phases": {k: round(v, 3) for k, v in phases.items()},
         "dominant_phase": max(phases, key=phases.get), "independent_generation_s": round(independent, 3),

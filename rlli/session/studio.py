@@ -104,6 +104,7 @@ class Delivered:
     steps: int
     policy: str
     notices: tuple[str, ...] = ()
+    written_by: str = ""  # a persona's prompt: how it was written (the LLM, or composed without one)
 
     @property
     def prompt(self) -> str:
@@ -158,6 +159,7 @@ class Studio:
         self.limiter = RateLimiter(self.settings.rate_limit_per_min)
         self.agents: AgentJobs[list[AgentScore]] = AgentJobs(workers=1, backlog=self.settings.agent_backlog)
         self._judge = None
+        self._authors = None
         self._closed = threading.Event()
 
     # ---- parts, loaded on first use ----------------------------------------------------------------
@@ -194,18 +196,44 @@ class Studio:
             raise StudioError(str(e)) from None
 
     # ---- requests -----------------------------------------------------------------------------------
-    def author_prompts(self, names: list[str], seed: int) -> list[Ask]:
-        """Each named persona writes one prompt through the LLM author; a failing persona is a StudioError."""
-        from rlli.personas.author import Author
-        from rlli.personas.llm import LLMError
+    def author_prompts(self, names: list[str], seed: int, visitor_prompt: str | None = None) -> list[Ask]:
+        """One prompt per named persona, never waiting for an LLM.
 
+        With ``visitor_prompt`` (personas invited into a person's round) on a backbone with its own world, each
+        persona writes *its version of the visitor's prompt*: the same subject, every stated attribute kept,
+        plus the look its traits favour (:func:`rlli.diffusion.tiny.variants.persona_version`) - the paper's
+        Fig. 1, and a light edit the fork decision lets share. Otherwise each persona's own request comes from
+        the pool its LLM author fills in the background, or, when none is ready, is composed from its stated
+        preferences. Each :class:`Ask` says how it was written (``written_by``)."""
         personas = [self.persona(n) for n in names]
-        try:
-            written = Author(self.settings).write_round(personas, seed)
-        except LLMError as e:
-            raise StudioError(f"A persona could not write a prompt: {e}") from None
-        return [Ask(w.prompt, seed=(seed + 7919 * (i + 1)) % 2**31, persona=p, written_by="llm")
-                for i, (w, p) in enumerate(zip(written, personas))]
+        asks = []
+        if visitor_prompt is not None and _has_world(self.settings):
+            import numpy as np
+
+            from rlli.diffusion.tiny.variants import persona_version
+            from rlli.personas.author import compose_scene
+
+            for i, p in enumerate(personas):
+                rng = np.random.default_rng([seed, i, sum(map(ord, p.name))])
+                v = persona_version(visitor_prompt, compose_scene(p, rng), seed + i)
+                asks.append(Ask(v.text, seed=(seed + 7919 * (i + 1)) % 2**31, persona=p,
+                                written_by="composed: the persona's version of your prompt"))
+            return asks
+        pool = self._author_pool(personas)
+        for i, p in enumerate(personas):
+            a = pool.take_or_compose(p, seed + i)
+            how = "llm" if a.written_by == "llm" else "composed from the persona's preferences (no LLM ready)"
+            asks.append(Ask(a.prompt, seed=(seed + 7919 * (i + 1)) % 2**31, persona=p, written_by=how))
+        return asks
+
+    def _author_pool(self, personas: list[Persona]):
+        """The background author pool (started on first use, so nobody's LLM runs before personas are asked for)."""
+        with self._store_lock:
+            if self._authors is None:
+                from rlli.personas.author import Author, AuthorPool
+
+                self._authors = AuthorPool(Author(self.settings), personas, size=2, seed=17)
+            return self._authors
 
     def _admit(self, address: str | None) -> None:
         if self._closed.is_set():
@@ -223,7 +251,7 @@ class Studio:
         prompt = check_prompt(raw_prompt, self.settings)
         self._admit(address)
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
-        party = [Ask(prompt, seed, visitor=visitor)] + self.author_prompts(list(invite or []), seed)
+        party = [Ask(prompt, seed, visitor=visitor)] + self.author_prompts(list(invite or []), seed, prompt)
         results = self.run_party(party, on_phase)
         unknown = self.vocabulary_notice(prompt)
         if unknown:
@@ -327,7 +355,7 @@ class Studio:
             notices.append("You received the anchor's image: every step was shared with a different prompt.")
         return Delivered(round_no=number, generation_id=-1, who=ask.who, result=r, group=report.groups[r.group],
                          anchor_prompt=r.output.anchor_prompt, steps=report.accounting.steps,
-                         policy=report.accounting.policy, notices=tuple(notices))
+                         policy=report.accounting.policy, notices=tuple(notices), written_by=ask.written_by)
 
     def _record(self, store, asks: list[Ask], report: RoundReport, deliveries: list[Delivered]):
         from rlli.personas.describe import describe_image
@@ -450,6 +478,8 @@ class Studio:
         t0 = time.monotonic()
         self.backend.close(timeout_s=grace)
         out = self.agents.close(grace_s=max(0.5, grace - (time.monotonic() - t0)))
+        if self._authors is not None:  # its thread may be inside an LLM call: do not wait for it
+            threading.Thread(target=self._authors.close, daemon=True, name="stop-authors").start()
         log.info("studio stopped: %s", out)
         return out
 

@@ -71,7 +71,9 @@ def native_png(image) -> str:
 
 
 def guest_items(others: list[Delivered]) -> list[tuple]:
-    return [(d.image, f"{d.who}: {d.prompt} (s={d.fork_step})") for d in others]
+    """Invited personas' images: who, their version of the prompt, how it was written, where it left the trunk."""
+    return [(crisp(d.image), f"{d.who}: {d.prompt} ({d.written_by or 'written by its LLM'}; shared {d.fork_step} of "
+                             f"{d.steps} steps with group {d.group.number})") for d in others]
 
 
 def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> None:

@@ -12,7 +12,8 @@ from rlli.session.studio import Delivered, Studio, StudioError
 from rlli.ui import about
 from rlli.ui.common import client_address, progress_fraction
 
-ROW_HEADERS = ["persona", "O", "C", "E", "A", "N", "prompt", "group", "shared steps", "own score", "reason"]
+ROW_HEADERS = ["persona", "O", "C", "E", "A", "N", "prompt", "written by", "group", "shared steps", "own score",
+               "reason"]
 
 
 def persona_rows(results: list[Delivered], presets, scores: dict) -> list[list]:
@@ -23,7 +24,7 @@ def persona_rows(results: list[Delivered], presets, scores: dict) -> list[list]:
         got = scores.get(d.generation_id)
         own = got[0].rating if isinstance(got, list) and got else None
         traits = by_name[d.who].traits.as_tuple() if d.who in by_name else (None,) * 5
-        rows.append([d.who, *[None if v is None else round(v, 2) for v in traits], d.prompt, d.group.number,
+        rows.append([d.who, *[None if v is None else round(v, 2) for v in traits], d.prompt, d.written_by, d.group.number,
                      d.fork_step, own.score if own else None, (own.reason or own.status) if own else "pending"])
     return rows
 
