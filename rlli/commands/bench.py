@@ -366,7 +366,8 @@ PERSON_PROMPT = "a red house on grass at sunset"
 
 def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None) -> dict:
     """One app round end to end through the session layer (the app's own path): 1 person + ``personas`` invited
-    preset personas, each writing its version of the person's prompt (as the Participate tab's invitations do); grouping, fork decision, allocation, generation, storage, and
+    preset personas, each writing its version of the person's prompt (as the Participate tab's invitations do);
+    grouping, fork decision, allocation, generation, storage, and
     the agents' ratings (the person's image as the person and as every preset, each persona's own image as
     itself), with seconds per phase; then the same images generated independently with no judges, in the same
     run (the naive way).
