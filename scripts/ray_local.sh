@@ -20,6 +20,7 @@ if [ ! -x .venv/bin/ray ]; then
   exit 2
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"  # the head, `ray status` and the app all use ~/.ray/auth_token
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the replicas import rlli from this checkout
 
 # --block keeps the head in the foreground of its own process: ending that process stops this cluster only

@@ -65,7 +65,8 @@ class RayBackend:
         address = address if address is not None else getattr(settings, "ray_address", "")
         self.retries = retries
         self._lost = _replica_lost_errors()
-        self._owns_ray = False
+        self._started_local = False  # this backend started a local cluster (and stops it on close)
+        self._connected = False  # this backend connected this process to Ray (and disconnects on close)
         env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         if not ray.is_initialized():
@@ -78,7 +79,7 @@ class RayBackend:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = f"the Ray cluster at RLLI_RAY_ADDRESS={address}" if address else "a local Ray cluster"
                 raise RayBackendError(f"cannot start or join {where}: {e}") from e
-            self._owns_ray = True
+            self._connected, self._started_local = True, not address
         serve.start(proxy_location="Disabled")
         self.handles = deploy_shards(settings, self.replicas, self.num_cpus, self.num_gpus, env=env)
         if embed is None:
@@ -156,8 +157,8 @@ class RayBackend:
         return names[0]
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop admitting jobs, wait up to ``timeout_s`` for those in flight, then remove the shards (and the local
-        cluster when this backend started it)."""
+        """Stop admitting jobs, wait up to ``timeout_s`` for those in flight, then remove the shards: the whole local
+        cluster when this backend started it; only its own shards on a cluster it joined."""
         import ray
         from ray import serve
 
@@ -170,12 +171,14 @@ class RayBackend:
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
         if not ray.is_initialized():
             return
-        if self._owns_ray:  # the local cluster goes, and the shards with it
+        if self._started_local:  # the local cluster goes, and the shards with it
             serve.shutdown()
             ray.shutdown()
             return
-        for i in range(len(self.handles)):
+        for i in range(len(self.handles)):  # a joined cluster keeps running; only this backend's shards go
             try:
                 serve.delete(shard_name(i))
             except Exception:  # noqa: BLE001 - already gone
                 pass
+        if self._connected:
+            ray.shutdown()
