@@ -6,7 +6,6 @@ Every run (training, benchmark, round) records ``settings.public_dict()`` with i
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -165,7 +164,3 @@ class Settings(BaseSettings):
         d["id_salt"] = "***" if d["id_salt"] else ""
         return d
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -48,10 +48,6 @@ class RoundBatcher(Generic[T, R]):
         self._closed = False
         self.rounds_run = 0
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def submit(self, item: T, timeout: float | None = None) -> R:
         """Add ``item`` to the open round (opening one if none) and wait for its result."""
         future: Future = Future()

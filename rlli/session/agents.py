@@ -40,7 +40,6 @@ class AgentJobs(Generic[R]):
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self.overflowed = 0  # jobs recorded as pending at once because the backlog was full
 
     def waiting(self) -> int:
         """Jobs queued or running."""
@@ -59,7 +58,6 @@ class AgentJobs(Generic[R]):
             done: Future = Future()
             done.set_result(BUSY)
             self._jobs[key] = _Job(done, pending)
-            self.overflowed += 1
         _safely(pending)
         return False
 

@@ -17,9 +17,6 @@ from sqlalchemy.orm import Session
 
 from rlli.store.models import TRAIT_COLUMNS, Generation, Group, Participant, Rating, Request, Round
 
-RATING_COLUMNS = ("rating_id", "created_at", "score", "reason", "status", "backend", "model", "latency_s")
-RATER_COLUMNS = ("rater_id", "rater_kind", "rater_name", "rater_instrument", "mirrors_id", *TRAIT_COLUMNS)
-
 
 def _query(participant_id: str | None):
     q = (select(Rating.id.label("rating_id"), Rating.created_at, Rating.score, Rating.reason, Rating.status,

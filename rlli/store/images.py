@@ -115,10 +115,6 @@ def write_pngs(data_dir: Path, pngs: list[bytes]) -> list[str]:
     return hashes
 
 
-def write_png(data_dir: Path, png: bytes) -> str:
-    """Store one PNG under its hash (once); return the hash."""
-    return write_pngs(data_dir, [png])[0]
-
 
 def read_png(data_dir: Path, sha: str) -> bytes:
     """The stored image's bytes, checked against its hash."""

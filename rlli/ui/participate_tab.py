@@ -163,24 +163,28 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
              concurrency_id="rounds")
 
     def on_rate(key, prof, gid, value, why, account: gr.OAuthProfile | None, progress=gr.Progress()):
+        """The rating is acknowledged at once; the agents' scores follow when they are in (with progress)."""
         if gid is None:
-            return {rated_md: about.NOT_YET}
+            yield {rated_md: about.NOT_YET}
+            return
         try:
             stored, message = studio.rate(visitor_from(key, prof, account), gid, value, why)
         except StudioError as e:
-            return {rated_md: f"**{html.escape(str(e))}**"}
-        progress(0.5, desc="waiting for the agents' scores")
-        scores = studio.agent_scores(gid)
+            yield {rated_md: f"**{html.escape(str(e))}**"}
+            return
         text = about.AFTER_RATING if stored else html.escape(message)
+        locked = {rate_btn: gr.Button(interactive=False), stars: gr.Slider(interactive=False),
+                  reason: gr.Textbox(interactive=False)}
+        yield {rated_md: text + "\n\n*The agents' scores of your image appear here when they are in.*", **locked}
+        progress(0.5, desc="the agents are rating your image")
+        scores = studio.agent_scores(gid)
         if scores == BUSY:
             text += ("\n\nThe agents are busy with earlier visitors: their ratings of your image are recorded as "
                      "pending and will be filled in later (they will appear in the Agreement tab).")
             scores = []
         elif scores is None:
             text += "\n\nThe agents are still rating; their scores appear in the Agreement tab when done."
-        return {rated_md: text, rate_btn: gr.Button(interactive=False), stars: gr.Slider(interactive=False),
-                reason: gr.Textbox(interactive=False),
-                agents: gr.Dataframe(value=agent_table(scores or []), visible=bool(scores))}
+        yield {rated_md: text, **locked, agents: gr.Dataframe(value=agent_table(scores or []), visible=bool(scores))}
 
     rate_btn.click(on_rate, [browser_key, profile, current, stars, reason], [rated_md, rate_btn, stars, reason, agents],
                    api_name="rate")
