@@ -205,3 +205,37 @@ def test_replay_counts_each_round_once():
     assert (r["passes"], r["passes_independent"]) == (90, 120)
     assert r["passes_saved"] == pytest.approx(0.25)
     assert r["busy_s_per_request"] == pytest.approx(1.5) and r["s_per_pass"] == pytest.approx(0.1)
+
+
+def _canned(name):
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parent.parent / "docs" / "figures" / name).read_text())
+
+
+def test_the_text_report_prints_one_row_per_configuration(monkeypatch, capsys):
+    seen = {}
+
+    def fake(settings, trace, replicas, routings, num_cpus, seed, inprocess, log):
+        seen.update(replicas=replicas, routings=routings, requests=len(trace), policy=settings.policy)
+        return _canned("serve_bench_cpu.json")
+
+    monkeypatch.setattr(serve_bench, "bench_serve", fake)
+    args = _parser().parse_args(["serve", "--routing", "random", "--rate", "8"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert seen == {"replicas": [1, 2, 4], "routings": ["random"], "requests": 64, "policy": "fork_max"}
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["inprocess"], ["ray"])]
+    assert len(rows) == 6 and rows[-1][:3] == ["ray", "4", "random"]
+
+
+def test_the_kill_report_exits_non_zero_when_a_request_was_lost(monkeypatch, capsys):
+    result = _canned("serve_kill_cpu.json")
+    monkeypatch.setattr(serve_bench, "bench_kill", lambda settings, trace, replicas, *a: {**result, "replicas": replicas})
+    args = _parser().parse_args(["serve", "--kill-replica"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "lost 0" in out and "on 2 replicas" in out  # --kill-replica defaults to two replicas
+    monkeypatch.setattr(serve_bench, "bench_kill", lambda *a: {**result, "answered": 15, "lost": 1})
+    assert args.func(args) == 1

@@ -13,8 +13,10 @@ and reports how many of the requests in flight were answered and how many were l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -356,6 +358,20 @@ def bench_kill(settings, trace: list[Arrival], replicas: int, num_cpus: float, s
         ray.close()
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send file descriptor 1 (this process's and its children's stdout) to stderr for the duration."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _run(args) -> int:
     from rlli.serve.ray_backend import RayBackendError
 
@@ -370,11 +386,14 @@ def _run(args) -> int:
         return fail(str(e))
     log = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
     try:
-        if args.kill_replica:
-            r = bench_kill(settings, trace[: args.kill_requests], max(2, max(args.replicas)), args.replica_cpus, args.seed, log)
-        else:
-            r = bench_serve(settings, trace, args.replicas, args.routing, args.replica_cpus, args.seed,
-                            inprocess=not args.no_inprocess, log=log)
+        # Ray's raylet and workers print to this process's stdout; with --json, stdout carries only the JSON
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            if args.kill_replica:
+                r = bench_kill(settings, trace[: args.kill_requests], max(2, *(args.replicas or [2])), args.replica_cpus,
+                               args.seed, log)
+            else:
+                r = bench_serve(settings, trace, args.replicas or [1, 2, 4], args.routing, args.replica_cpus, args.seed,
+                                inprocess=not args.no_inprocess, log=log)
     except RayBackendError as e:
         return fail(str(e))
     if args.json:
@@ -398,7 +417,8 @@ def _run(args) -> int:
 
 def register(commands) -> None:
     p = commands.bench.add_parser("serve", help="in-process vs Ray Serve replicas: passes saved, throughput, latency")
-    p.add_argument("--replicas", type=_replica_counts, default=[1, 2, 4], help="engine replica counts (default 1,2,4)")
+    p.add_argument("--replicas", type=_replica_counts, default=None,
+                   help="engine replica counts (default 1,2,4; with --kill-replica the largest, at least 2, default 2)")
     p.add_argument("--routing", type=_routings, default=["affinity", "random"],
                    help="routings to compare (default affinity,random)")
     p.add_argument("--trace", default="", help="a trace file: seconds<TAB>prompt per line (default: built-in, 64 "
