@@ -1,40 +1,53 @@
 #!/usr/bin/env bash
-# Reproduce the shipped allocation policies: G-DDPG and DDPG, 5 seeds each, same budget, then the
-# learning-curve figure, the evaluation and the benchmark.
+# Reproduce the shipped allocation policies (issue 16): three arms, same budget, same seeds, same recipe
+# (behaviour cloning toward the better of greedy's and the taken action, plus Q ascent normalised by |Q|):
+#   gddpg     diffusion actor, T = 5 denoising steps, best of 8 candidates scored by the saved critic
+#   gddpg_t1  the same with T = 1 (the ablation: does the chain help at all?)
+#   ddpg      MLP actor (TD3+BC style; deterministic, so best-of-N does not apply)
+# then the evaluation and the benchmark.
 #
 #   bash scripts/train_policies.sh            # 2 runs at a time (a 2-core machine)
-#   JOBS=10 bash scripts/train_policies.sh    # all 10 at once (16 cores)
+#   JOBS=9 SEEDS="0 1 2 3 4 5 6 7 8 9" bash scripts/train_policies.sh   # more cores, more seeds
 #
 # Each run uses one torch thread and stops at ITERATIONS or MINUTES, whichever comes first.
-# Checkpoints land in runs/policy/<algo>-s<seed>/ and are copied to assets/policies/<algo>/seed<seed>/.
+# Checkpoints land in runs/policy/<arm>-s<seed>/ and are copied to assets/policies/<arm>/seed<seed>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
-SEEDS=${SEEDS:-"0 1 2 3 4"}
-ITERATIONS=${ITERATIONS:-4000}
-MINUTES=${MINUTES:-10}
+SEEDS=${SEEDS:-"0 1 2"}
+ITERATIONS=${ITERATIONS:-1500}
+MINUTES=${MINUTES:-15}
+ARMS=${ARMS:-"gddpg ddpg gddpg_t1"}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p runs/policy
 
-jobs_list=()
-for seed in $SEEDS; do for algo in gddpg ddpg; do jobs_list+=("$algo $seed"); done; done
-printf '%s\n' "${jobs_list[@]}" | xargs -P "$JOBS" -L 1 bash -c '
-  algo=$0; seed=$1
-  '"$PY"' -m rlli.policy.train --algo "$algo" --seed "$seed" --iterations '"$ITERATIONS"' --minutes '"$MINUTES"' \
-      --threads 1 --no-progress --out "runs/policy/$algo-s$seed" > "runs/policy/$algo-s$seed.log" 2>&1
-  tail -n 1 "runs/policy/$algo-s$seed.log"'
+flags() {
+  case "$1" in
+    gddpg) echo "--algo gddpg --denoise-steps 5 --bc 1 --best-of 8" ;;
+    gddpg_t1) echo "--algo gddpg --denoise-steps 1 --bc 1 --best-of 8" ;;
+    ddpg) echo "--algo ddpg --bc 1" ;;
+    *) echo "unknown arm $1" >&2; exit 2 ;;
+  esac
+}
 
-for seed in $SEEDS; do for algo in gddpg ddpg; do
-  dst="assets/policies/$algo/seed$seed"
-  mkdir -p "$dst"
-  cp "runs/policy/$algo-s$seed/"{actor.safetensors,config.json,curve.csv,train.json} "$dst/"
-done; done
+jobs_list=()
+for seed in $SEEDS; do for arm in $ARMS; do jobs_list+=("$arm $seed $(flags "$arm")"); done; done
+printf '%s\n' "${jobs_list[@]}" | xargs -P "$JOBS" -L 1 bash -c '
+  arm=$0; seed=$1; shift 1
+  nice -n 10 '"$PY"' -m rlli.policy.train "$@" --seed "$seed" --iterations '"$ITERATIONS"' --minutes '"$MINUTES"' \
+      --threads 1 --no-progress --out "runs/policy/$arm-s$seed" > "runs/policy/$arm-s$seed.log" 2>&1
+  tail -n 1 "runs/policy/$arm-s$seed.log"'
+
+if [ "${SKIP_COPY:-0}" != "1" ]; then
+  for seed in $SEEDS; do for arm in $ARMS; do
+    dst="assets/policies/$arm/seed$seed"
+    mkdir -p "$dst"
+    cp "runs/policy/$arm-s$seed/"{actor.safetensors,critic.safetensors,config.json,curve.csv,train.json} "$dst/"
+  done; done
+fi
 
 if [ "${SKIP_EVAL:-0}" != "1" ]; then
-  $PY -m rlli eval policy-curves --out docs/figures/policy_learning_curve.svg
   $PY -m rlli eval policy --json > assets/policies/eval.json
-  $PY -m rlli eval policy
   $PY -m rlli bench policy --json > assets/policies/bench.json
-  $PY -m rlli bench policy
 fi

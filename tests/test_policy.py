@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlli.config import ASSETS, Settings
+from rlli.config import Settings
 from rlli.grouping import Group
 from rlli.network.allocation import action_dim, evaluate
 from rlli.network.params import SystemParams
-from rlli.network.state import MemberCurves, encode, kind_curves, obs_dim, sample_states
+from rlli.network.state import MemberCurves, encode, obs_dim, sample_states
 from rlli.personas.judge import BigFive
 from rlli.policy.api import POLICY_NAMES, Notice, allocate_round, build_round_state, compare, load_policy
 from rlli.policy.baselines import BASELINES, greedy_steps
@@ -73,13 +73,12 @@ def tiny_runs(tmp_path_factory):
 @pytest.mark.parametrize("algo", ["gddpg", "ddpg"])
 def test_tiny_training_run_beats_random(tiny_runs, algo):
     result, folder = tiny_runs[algo]
-    val = sample_states(np.random.default_rng(VALIDATION_SEED), 128, P3,
-                        kind_curves(ASSETS / "calibration.json", P3.steps))
+    val = sample_states(np.random.default_rng(VALIDATION_SEED), 128, P3, training_curves(P3.steps))
     random_reward = evaluate(val, BASELINES["random"](val, P3, np.random.default_rng(0)), P3).reward.mean()
     assert result["reward"] > random_reward + 0.15
     torch.manual_seed(0)  # the same initial weights as the run: what training added
-    untrained = make_actor(Args(algo=algo, hidden=64), obs_dim(P3.k_max), action_dim(P3.k_max))
-    before = evaluate(val, act(untrained, encode(val, P3), seed=VALIDATION_SEED), P3).reward.mean()
+    untrained = make_actor(Args(algo=algo, hidden=64), obs_dim(P3.k_max, 2), action_dim(P3.k_max))
+    before = evaluate(val, act(untrained, encode(val, P3, 2), seed=VALIDATION_SEED), P3).reward.mean()
     assert result["reward"] > before + 0.2
     rows = (folder / "curve.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,rounds,wall_s,reward") and len(rows) == 3
@@ -92,7 +91,8 @@ def test_save_load_round_trip_gives_the_same_actions(tiny_runs, tmp_path, algo):
     _, folder = tiny_runs[algo]
     rounds = sample_states(np.random.default_rng(2), 16, P3, training_curves(P3.steps))
     actor, meta = load_actor(folder)
-    obs = encode(rounds, P3)
+    assert meta["obs_version"] == 2 and meta["judge"] == "trait/parametric-v1"
+    obs = encode(rounds, P3, meta["obs_version"])
     base = base_action(rounds, P3, meta["residual"])
     a1 = act(actor, obs, seed=5, base=base)
     save_actor(tmp_path, actor, {k: v for k, v in meta.items() if k != "actor"})
@@ -110,7 +110,7 @@ def test_traced_diffusion_actor_gives_the_eager_actions(tiny_runs):
     actor, _ = load_actor(tiny_runs["gddpg"][1])
     traced = actor.traced()
     rounds = sample_states(np.random.default_rng(4), 6, P3, training_curves(P3.steps))
-    obs = encode(rounds, P3)
+    obs = encode(rounds, P3, 2)
     for i in range(len(obs)):  # one round at a time: the trace
         assert np.allclose(act(traced, obs[i:i + 1], seed=i), act(actor, obs[i:i + 1], seed=i), atol=1e-6)
     assert np.array_equal(act(traced, obs, seed=9), act(actor, obs, seed=9))  # a batch: the actor itself
@@ -287,8 +287,14 @@ def test_eval_json_has_the_issues_shape(tmp_path, tiny_runs, capsys, monkeypatch
         assert key in result, key
     assert list(result["methods"]) == list(ev.ONE_ROUND_METHODS)
     for v in result["methods"].values():
-        assert {"qoe", "qoe_ci", "energy", "delay", "gain_captured", "oracle_share", "min_qoe", "jain"} <= set(v)
+        assert {"qoe", "qoe_ci", "energy", "delay", "gain_captured", "oracle_share", "min_qoe", "jain", "at_bounds",
+                "personalisation"} <= set(v)
         assert v["qoe_ci"][0] <= v["qoe"] <= v["qoe_ci"][1]
+        assert 0.0 <= v["at_bounds"] <= 1.0 and 0.0 <= v["personalisation"] <= 1.0
+    assert result["methods"]["no_sharing"]["at_bounds"] == 1.0  # steps 0 and full shares: every entry at a bound
+    assert result["methods"]["gddpg"]["judge"] == "trait/parametric-v1"
+    ratio = result["gddpg_over_ddpg_seeds"]
+    assert ratio["ratio"] == pytest.approx(result["gddpg_over_ddpg"]) and ratio["seeds"] == [1, 1]
     assert result["methods"]["best_found"]["oracle_share"] == 1.0
     assert result["methods"]["best_found"]["gain_captured"] == pytest.approx(1.0)
     assert result["methods"]["no_sharing"]["gain_captured"] == pytest.approx(0.0)

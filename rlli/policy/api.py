@@ -236,15 +236,16 @@ def params_mismatch(trained: dict | None, now: SystemParams) -> str | None:
 
 
 class LearnedPolicy(Policy):
-    def __init__(self, name: str, actor, meta: dict, folder: Path, notice: Notice | None = None):
+    def __init__(self, name: str, actor, meta: dict, folder: Path, notice: Notice | None = None, critic=None):
         super().__init__(name, notice)
-        self.actor, self.meta, self.folder = actor, meta, folder
+        self.actor, self.meta, self.folder, self.critic = actor, meta, folder, critic
 
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
         from rlli.policy.train import act, base_action
 
         obs = encode(st, p, int(self.meta.get("obs_version", 1)))
-        return act(self.actor, obs, seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))))
+        return act(self.actor, obs, seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))),
+                   critic=self.critic, best_of=int(self.meta.get("best_of", 1)))
 
 
 def checkpoint_folder(name: str, settings=None) -> Path:
@@ -267,9 +268,10 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
     s = settings or Settings()
     path = Path(folder) if folder else checkpoint_folder(name, s)
     try:
-        from rlli.policy.checkpoint import load_actor
+        from rlli.policy.checkpoint import load_actor, load_critic
 
         actor, meta = load_actor(path)
+        critic = load_critic(path, meta) if int(meta.get("best_of", 1)) > 1 else None
         version = meta.get("obs_version", 1)
         if version not in OBS_VERSIONS:
             raise ValueError(f"it reads observation layout v{version}, this version knows {OBS_VERSIONS}")
@@ -287,7 +289,7 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
                                                            "heuristic allocates instead"))
     why = params_mismatch(meta.get("system"), SystemParams.from_settings(s))
     notice = Notice("params", f"the {name} policy loaded, but {why}; its allocations may be poor") if why else None
-    return LearnedPolicy(name, actor, meta, path, notice)
+    return LearnedPolicy(name, actor, meta, path, notice, critic)
 
 
 _CACHE: dict[tuple, Policy] = {}

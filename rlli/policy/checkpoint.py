@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from rlli.policy.actors import build_actor
+from rlli.policy.actors import DoubleCritic, build_actor
 
 
 class CheckpointError(ValueError):
@@ -28,6 +28,16 @@ def save_actor(folder: str | Path, actor: torch.nn.Module, meta: dict) -> Path:
     return folder
 
 
+def save_critic(folder: str | Path, critic: torch.nn.Module) -> Path:
+    """The twin critics beside the actor (``critic.safetensors``): for best-of-N decisions and fine-tuning."""
+    folder = Path(folder)
+    tmp = folder / "critic.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}, str(tmp))
+    tmp.chmod(0o644)
+    tmp.replace(folder / "critic.safetensors")
+    return folder / "critic.safetensors"
+
+
 def load_actor(folder: str | Path) -> tuple[torch.nn.Module, dict]:
     folder = Path(folder)
     weights, config = folder / "actor.safetensors", folder / "config.json"
@@ -44,3 +54,18 @@ def load_actor(folder: str | Path) -> tuple[torch.nn.Module, dict]:
         raise CheckpointError(f"unreadable policy checkpoint in {folder}: {type(e).__name__}: {e}") from None
     actor.eval()
     return actor, meta
+
+
+def load_critic(folder: str | Path, meta: dict) -> torch.nn.Module | None:
+    """The saved twin critics of a checkpoint (``critic.safetensors``), or None where the checkpoint has none
+    (older checkpoints) or it does not load: best-of-N then falls back to one draw."""
+    path = Path(folder) / "critic.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        a = meta["actor"]
+        critic = DoubleCritic(int(a["obs_dim"]), int(a["act_dim"]), int(a.get("hidden", 256)))
+        critic.load_state_dict(load_file(str(path)))
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError):
+        return None
+    return critic.eval()

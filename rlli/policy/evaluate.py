@@ -23,8 +23,9 @@ from rlli.network.allocation import Outcome, action_for, device_reference, evalu
 from rlli.network.params import SystemParams
 from rlli.network.state import MemberCurves, RoundState, encode, sample_states
 from rlli.policy.baselines import BASELINES, EQUAL_FRACTION
-from rlli.policy.checkpoint import load_actor
+from rlli.policy.checkpoint import load_actor, load_critic
 from rlli.policy.forks import training_curves
+from rlli.policy.train import at_bounds
 
 EVAL_SEED = 20_251_127  # the held-out rounds (training draws from seeds 0.., validation from 999983)
 BENCH_SEED = 7_654_321
@@ -50,7 +51,19 @@ def learned_actions(folder: Path, st: RoundState, p: SystemParams, seed: int = E
 
     actor, meta = load_actor(folder)
     obs = encode(st, p, int(meta.get("obs_version", 1)))
-    return act(actor, obs, seed=seed, base=base_action(st, p, bool(meta.get("residual"))))
+    n = int(meta.get("best_of", 1))
+    critic = load_critic(folder, meta) if n > 1 else None
+    return act(actor, obs, seed=seed, base=base_action(st, p, bool(meta.get("residual"))), critic=critic, best_of=n)
+
+
+def checkpoint_judge(folder: Path) -> str:
+    """The judge a checkpoint learned from, as its config records it (older checkpoints: the trait judge)."""
+    import json
+
+    try:
+        return str(json.loads((Path(folder) / "config.json").read_text()).get("judge", "trait/parametric-v1"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -93,6 +106,15 @@ def prob_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(((x > y) + 0.5 * (x == y)).mean())
 
 
+def ratio_over_seeds(x: list[float], y: list[float]) -> dict:
+    """mean QoE of one arm over the other's, seed-level: the ratio of the seed means with a percentile bootstrap
+    interval resampling each arm's seeds (the paper's +15% is this ratio at 1.15)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ratio = float(x.mean() / y.mean())
+    ci = _bootstrap(lambda a, b: a.mean() / b.mean(), x, y) if len(x) > 1 and len(y) > 1 else [ratio, ratio]
+    return {"ratio": ratio, "ci": ci, "seeds": [len(x), len(y)], "paper": 1.15}
+
+
 def seed_statistics(scores: dict[str, np.ndarray]) -> dict:
     """IQM with a bootstrap interval over seeds for each learned method, and P(G-DDPG > DDPG)."""
     out = {name: {"seeds": len(v), "scores": [float(s) for s in v], "iqm": iqm(v),
@@ -123,6 +145,17 @@ def spearman_within_rounds(traits: np.ndarray, value: np.ndarray, mask: np.ndarr
     return res
 
 
+def personalisation_score(st: RoundState, outs: list[Outcome]) -> float:
+    """The issue's single figure: the largest |mean within-round Spearman| between a trait and a user's shared
+    steps or delay, averaged over the outcomes (seeds) first."""
+    vals = []
+    for o in outs:
+        rhos = [abs(r) for val in (o.allocation.steps.astype(float), o.delay_s)
+                for r in spearman_within_rounds(st.traits, val, st.mask) if np.isfinite(r)]
+        vals.append(max(rhos) if rhos else 0.0)
+    return float(np.mean(vals))
+
+
 def personalisation(st: RoundState, outs: list[Outcome]) -> dict:
     o = outs[0]
     return {what: dict(zip(TRAITS, [round(v, 4) for v in spearman_within_rounds(st.traits, val, st.mask)]))
@@ -141,13 +174,14 @@ def _summary(outs: list[Outcome], st: RoundState, dev, srv) -> dict:
     min_qoe = np.mean([np.where(m, o.qoe, np.inf).min(1) for o in outs], axis=0)
     jains = np.mean([jain(o.qoe, m) for o in outs], axis=0)
     seed_means = [float(o.reward.mean()) for o in outs]
+    seed_qoe = [float(o.total_qoe.mean()) for o in outs]
     return {"qoe": float(qoe.mean()), "qoe_ci": t_ci(qoe), "energy": float(energy.mean()),
             "delay": float(np.mean([o.delay_s[m].mean() for o in outs])), "reward": float(reward.mean()),
             "energy_vs_device": float((dev.energy_j - energy).mean()), "energy_vs_server": float((srv.energy_j - energy).mean()),
             "min_qoe": float(min_qoe.mean()), "jain": float(jains.mean()),
             "missed_deadlines": float(np.mean([o.missed[m].mean() for o in outs])),
             "seeds": len(outs), "seed_std": float(np.std(seed_means, ddof=1)) if len(outs) > 1 else 0.0,
-            "_reward": reward, "_energy": energy, "_qoe": qoe, "_seed_rewards": seed_means,
+            "_reward": reward, "_energy": energy, "_qoe": qoe, "_seed_rewards": seed_means, "_seed_qoe": seed_qoe,
             "_all_rewards": np.stack([o.reward for o in outs])}
 
 
@@ -192,6 +226,8 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
     st = heldout_states(p, n_states, curves)
     dev, srv = device_reference(st, p), server_reference(st, p)
     outs: dict[str, list[Outcome]] = {}
+    bounds: dict[str, float] = {}
+    judges: dict[str, str] = {}
     best_action = None
     if "best_found" not in methods or "no_sharing" not in methods:
         raise ValueError("the evaluation needs best_found and no_sharing (its scale)")
@@ -202,13 +238,17 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
             if not folders:
                 raise FileNotFoundError(f"no {name} checkpoints under {Path(policy_dir) / name} (seed*/actor.safetensors): "
                                         "train them with scripts/train_policies.sh")
-            outs[name] = [evaluate(st, learned_actions(f, st, p), p) for f in folders]
+            acts = [learned_actions(f, st, p) for f in folders]
+            outs[name] = [evaluate(st, a, p) for a in acts]
+            bounds[name] = float(np.mean([at_bounds(st, a) for a in acts]))
+            judges[name] = ", ".join(sorted({checkpoint_judge(f) for f in folders}))
         else:
             kw = (best_kw or {}) if name == "best_found" else {}
             a = BASELINES[name](st, p, np.random.default_rng(EVAL_SEED), **kw)
             if name == "best_found":
                 best_action = a
             outs[name] = [evaluate(st, a, p)]
+            bounds[name] = at_bounds(st, a)
         log(f"{name}: {time.perf_counter() - t0:.1f} s")
     s = {k: _summary(v, st, dev, srv) for k, v in outs.items()}
     best = s["best_found"]["reward"]
@@ -218,6 +258,10 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
         methods_out[k] = {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
         methods_out[k]["gain_captured"] = (v["reward"] - base) / (best - base) if best != base else float("nan")
         methods_out[k]["oracle_share"] = v["reward"] / best
+        methods_out[k]["at_bounds"] = bounds.get(k)
+        methods_out[k]["personalisation"] = personalisation_score(st, outs[k])
+        if k in judges:
+            methods_out[k]["judge"] = judges[k]
     refs = {r.name: {"qoe": float(r.total_qoe.mean()), "qoe_ci": t_ci(r.total_qoe), "energy": float(r.energy_j.mean()),
                      "delay": float(r.delay_s[st.mask].mean()), "reward": float(r.reward.mean()),
                      "missed_deadlines": float((r.qoe[st.mask] == 1.0).mean())} for r in (dev, srv)}
@@ -241,6 +285,8 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
         "methods": methods_out,
         "references": refs,
         "gddpg_over_ddpg": s["gddpg"]["qoe"] / s["ddpg"]["qoe"] if "gddpg" in s and "ddpg" in s else None,
+        "gddpg_over_ddpg_seeds": ratio_over_seeds(s["gddpg"]["_seed_qoe"], s["ddpg"]["_seed_qoe"])
+        if "gddpg" in s and "ddpg" in s else None,
         "paired_reward": {
             "vs_greedy": {k: paired(v["_reward"], s["greedy"]["_reward"]) for k, v in s.items() if k != "greedy"},
             **({"vs_ddpg": {k: paired(v["_reward"], s["ddpg"]["_reward"]) for k, v in s.items() if k != "ddpg"}}
@@ -290,11 +336,13 @@ def _learned_method(folder: Path):
 
     actor, meta = load_actor(folder)
     version = int(meta.get("obs_version", 1))
+    n = int(meta.get("best_of", 1))
+    critic = load_critic(folder, meta) if n > 1 else None
 
     def method(env, st, rng):
         obs = encode(st, env.params, version)
         return act(actor, obs, seed=int(rng.integers(0, 2**31 - 1)),
-                   base=base_action(st, env.params, bool(meta.get("residual"))))[0]
+                   base=base_action(st, env.params, bool(meta.get("residual"))), critic=critic, best_of=n)[0]
     return method
 
 

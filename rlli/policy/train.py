@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from rlli.network.allocation import QoeFn, action_dim, action_for, evaluate
 from rlli.network.params import SystemParams
-from rlli.network.state import encode, kind_curves, obs_dim, sample_states
+from rlli.network.state import RoundState, encode, obs_dim, sample_states
 from rlli.policy.actors import DiffusionActor, DoubleCritic, MLPActor
 from rlli.policy.baselines import greedy
-from rlli.policy.checkpoint import save_actor
+from rlli.policy.checkpoint import save_actor, save_critic
+from rlli.policy.forks import training_curves
 
 ROOT = Path(__file__).resolve().parents[2]  # not from rlli.config: training needs only numpy and torch
 ASSETS = ROOT / "assets"
@@ -67,7 +68,16 @@ class Args:
     policy_frequency: int = 2
     """actor update every this many critic updates (both algorithms)"""
     denoise_steps: int = 5
-    """G-DDPG: reverse diffusion steps of the actor"""
+    """G-DDPG: reverse diffusion steps of the actor (1 = the ablation without a chain)"""
+    bc: float = 0.0
+    """weight of behaviour cloning in the actor loss (0 = plain DDPG / G-DDPG): the actor loss becomes
+    -Q / mean|Q| + bc * BC, BC = Diffusion-QL's noise-prediction loss (G-DDPG) or TD3+BC's squared error (DDPG)
+    toward the better of the greedy heuristic's action and the action taken in the same round"""
+    best_of: int = 1
+    """candidates the deployed actor draws per decision, the critic keeps the best (recorded in the checkpoint;
+    validation uses it too)"""
+    obs_version: int = 2
+    """observation layout (rlli.network.state.encode): 2 carries band, server speed, N, users, backlog, batteries"""
     hidden: int = 256
     reward_scale: float = 0.1
     advantage: bool = True
@@ -90,10 +100,14 @@ class Args:
             raise ValueError(f"--algo must be gddpg or ddpg, not {self.algo!r}")
         self.actor_lr = TUNED_LR[self.algo] if self.actor_lr is None else self.actor_lr
         self.critic_lr = TUNED_LR[self.algo] if self.critic_lr is None else self.critic_lr
+        if self.obs_version not in (1, 2):
+            raise ValueError(f"--obs-version must be 1 or 2, not {self.obs_version!r}")
+        if not self.bc >= 0:
+            raise ValueError("--bc must be >= 0")
         if self.judge not in ("trait", "llm"):
             raise ValueError(f"--judge must be trait or llm, not {self.judge!r}")
         positive = ("iterations", "rounds_per_iteration", "buffer_size", "batch_size", "eval_every", "eval_rounds",
-                    "threads", "denoise_steps", "hidden")
+                    "threads", "denoise_steps", "hidden", "best_of")
         bad = [k for k in positive if int(getattr(self, k)) < 1] + [k for k in ("minutes",) if not self.minutes > 0]
         if bad:
             flags = ", ".join("--" + k.replace("_", "-") for k in bad)
@@ -114,13 +128,32 @@ def base_action(st, p: SystemParams, residual: bool) -> np.ndarray:
     return greedy(st, p) if residual else np.zeros((st.batch, action_dim(st.k_max)))
 
 
+def at_bounds(st: RoundState, action: np.ndarray, tol: float = 1e-3) -> float:
+    """Share of the action entries of the slots in use (bandwidth, compute and sharing) within ``tol`` of -1 or 1."""
+    a = np.asarray(action, dtype=float).reshape(st.batch, 3, st.k_max)
+    m = np.broadcast_to(st.mask[:, None, :], a.shape)
+    return float((np.abs(np.abs(a[m]) - 1.0) <= tol).mean()) if m.any() else float("nan")
+
+
 @torch.inference_mode()
-def act(actor: torch.nn.Module, obs: np.ndarray, seed: int | None = None, base: np.ndarray | None = None) -> np.ndarray:
+def act(actor: torch.nn.Module, obs: np.ndarray, seed: int | None = None, base: np.ndarray | None = None,
+        critic: torch.nn.Module | None = None, best_of: int = 1) -> np.ndarray:
     """Actions for a batch of observations: clip(base + actor(obs), -1, 1); a diffusion actor draws its
-    noise from ``seed`` (reproducible)."""
+    noise from ``seed`` (reproducible). With a ``critic`` and ``best_of`` = N > 1 the actor draws N candidate
+    actions per observation and keeps the one min(Q1, Q2) scores highest (best-of-N at decision time)."""
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    a = actor(torch.as_tensor(obs), gen).numpy().astype(np.float64)
-    return a if base is None else np.clip(base + a, -1.0, 1.0)
+    o = torch.as_tensor(obs)
+    n = int(best_of) if critic is not None else 1
+    if n <= 1:
+        a = actor(o, gen).numpy().astype(np.float64)
+        return a if base is None else np.clip(base + a, -1.0, 1.0)
+    b = o.shape[0]
+    rep = o.repeat(n, 1)  # candidate j of observation i sits at row j * b + i
+    a = actor(rep, gen).numpy().astype(np.float64)
+    if base is not None:
+        a = np.clip(np.tile(base, (n, 1)) + a, -1.0, 1.0)
+    q = critic.q_min(rep, torch.as_tensor(a, dtype=torch.float32)).numpy().reshape(n, b)
+    return a.reshape(n, b, -1)[q.argmax(axis=0), np.arange(b)]
 
 
 def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None,
@@ -136,10 +169,10 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
 
     # ---- the system model and fixed validation rounds
     p = p or SystemParams()
-    curves = kind_curves(ASSETS / "calibration.json", p.steps)
+    curves = training_curves(p.steps)
     val = sample_states(np.random.default_rng(VALIDATION_SEED), args.eval_rounds, p, curves)
-    val_obs, val_base = encode(val, p), base_action(val, p, args.residual)
-    o_dim, a_dim = obs_dim(p.k_max), action_dim(p.k_max)
+    val_obs, val_base = encode(val, p, args.obs_version), base_action(val, p, args.residual)
+    o_dim, a_dim = obs_dim(p.k_max, args.obs_version), action_dim(p.k_max)
 
     # ---- networks: actor, its Polyak-averaged copy (the deployed policy), twin critics
     actor = make_actor(args, o_dim, a_dim)
@@ -154,6 +187,7 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     buf_act = np.zeros((args.buffer_size, a_dim), np.float32)
     buf_base = np.zeros((args.buffer_size, a_dim), np.float32)
     buf_rew = np.zeros(args.buffer_size, np.float32)
+    buf_bc = np.zeros((args.buffer_size, a_dim), np.float32)  # behaviour-cloning target (when bc > 0)
     filled, pos = 0, 0
 
     folder = args.folder()
@@ -161,15 +195,20 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     curve_path = folder / "curve.csv"
     curve_f = curve_path.open("w", newline="")
     curve = csv.writer(curve_f)
-    curve.writerow(["iteration", "rounds", "wall_s", "reward", "qoe", "energy_j", "critic_loss", "actor_loss"])
+    curve.writerow(["iteration", "rounds", "wall_s", "reward", "qoe", "energy_j", "critic_loss", "actor_loss",
+                    "at_bounds", "clamp_share"])
     meta = {"args": asdict(args), "system": p.as_dict(), "judge": {"trait": "trait/parametric-v1"}.get(args.judge,
-            "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "validation_seed": VALIDATION_SEED,
-            "residual": args.residual}
+            "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "obs_version": args.obs_version,
+            "validation_seed": VALIDATION_SEED, "residual": args.residual, "curves": curves.source,
+            "best_of": args.best_of}
 
     def validate() -> dict:
-        out = evaluate(val, act(deployed, val_obs, seed=VALIDATION_SEED, base=val_base), p, qoe_fn)
+        a_val = act(deployed, val_obs, seed=VALIDATION_SEED, base=val_base, critic=critic, best_of=args.best_of)
+        out = evaluate(val, a_val, p, qoe_fn)
+        gen = torch.Generator().manual_seed(VALIDATION_SEED)
         return {"reward": float(out.reward.mean()), "qoe": float(out.total_qoe.mean()),
-                "energy_j": float(out.energy_j.mean())}
+                "energy_j": float(out.energy_j.mean()), "at_bounds": at_bounds(val, a_val),
+                "clamp_share": float(deployed.clamp_share(torch.as_tensor(val_obs), gen))}
 
     t0 = time.perf_counter()
     critic_loss = actor_loss = float("nan")
@@ -180,17 +219,21 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     for it in bar:
         # ---- collect: new rounds, act (random at first, then the actor plus exploration noise)
         st = sample_states(rng, args.rounds_per_iteration, p, curves)
-        obs, base = encode(st, p), base_action(st, p, args.residual)
+        obs, base = encode(st, p, args.obs_version), base_action(st, p, args.residual)
         if filled < args.learning_starts:
             a = rng.uniform(-1.0, 1.0, size=(st.batch, a_dim))
         else:
             a = act(actor, obs, base=base) + args.exploration_noise * rng.standard_normal((st.batch, a_dim))
             a = np.clip(a, -1.0, 1.0)
         r = evaluate(st, a, p, qoe_fn).reward
+        idx = (pos + np.arange(st.batch)) % args.buffer_size
+        if args.bc > 0:  # the better of greedy's action and the one taken: a best-found target that can pass greedy
+            g = greedy(st, p)
+            better = (evaluate(st, g, p, qoe_fn).reward > r)[:, None]
+            buf_bc[idx] = np.where(better, g, a) - base
         if args.advantage:  # minus what not sharing earns in the same round: same argmax, far less variance
             r = r - evaluate(st, action_for(st, np.zeros_like(st.max_shared)), p, qoe_fn).reward
         r = r * args.reward_scale
-        idx = (pos + np.arange(st.batch)) % args.buffer_size
         buf_obs[idx], buf_act[idx], buf_base[idx], buf_rew[idx] = obs, a, base, r
         pos = int((pos + st.batch) % args.buffer_size)
         filled = min(filled + st.batch, args.buffer_size)
@@ -209,7 +252,12 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
             # ---- actor: ascend min(Q1, Q2) through the whole reverse chain; then the soft update
             if it % args.policy_frequency == 0:
                 pi = torch.clamp(torch.as_tensor(buf_base[b]) + actor(o), -1.0, 1.0)
-                pi_loss = -critic.q_min(o, pi).mean()
+                q = critic.q_min(o, pi)
+                if args.bc > 0:  # Diffusion-QL / TD3+BC: Q ascent normalised by |Q|, plus behaviour cloning
+                    pi_loss = -q.mean() / q.abs().mean().detach().clamp(min=1e-6) + args.bc * actor.bc_loss(
+                        o, torch.as_tensor(buf_bc[b]))
+                else:
+                    pi_loss = -q.mean()
                 actor_opt.zero_grad()
                 pi_loss.backward()
                 actor_opt.step()
@@ -224,21 +272,25 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
             last = validate()
             curve.writerow([it + 1, (it + 1) * args.rounds_per_iteration, round(time.perf_counter() - t0, 2),
                             round(last["reward"], 4), round(last["qoe"], 4), round(last["energy_j"], 3),
-                            round(critic_loss, 6), round(actor_loss, 6)])
+                            round(critic_loss, 6), round(actor_loss, 6), round(last["at_bounds"], 4),
+                            round(last["clamp_share"], 4)])
             curve_f.flush()
             bar.set_postfix(reward=f"{last['reward']:.3f}")
             save_actor(folder, deployed, {**meta, "iterations_done": it + 1, "validation": last,
                                           "wall_s": round(time.perf_counter() - t0, 1)})
+            save_critic(folder, critic)
         if over_time:
             log(f"stopped at the {args.minutes}-minute cap after {it + 1} iterations")
             break
     curve_f.close()
     wall = time.perf_counter() - t0
     save_actor(folder, deployed, {**meta, "iterations_done": it + 1, "validation": last, "wall_s": round(wall, 1)})
+    save_critic(folder, critic)
     (folder / "train.json").write_text(json.dumps({"validation": last, "wall_s": round(wall, 1),
                                                    "iterations_done": it + 1}, indent=1))
     log(f"{args.algo} seed {args.seed}: validation reward {last['reward']:.3f} (QoE {last['qoe']:.2f}, energy "
-        f"{last['energy_j']:.1f} J) after {it + 1} iterations, {wall:.0f} s -> {folder}")
+        f"{last['energy_j']:.1f} J, at bounds {last['at_bounds']:.3f}, x0 clamped {last['clamp_share']:.3f}) after "
+        f"{it + 1} iterations, {wall:.0f} s -> {folder}")
     return {"folder": str(folder), "wall_s": wall, **last}
 
 
@@ -250,6 +302,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"loop iterations, {Args.rounds_per_iteration} new rounds each (default {Args.iterations})")
     p.add_argument("--minutes", type=float, default=Args.minutes, help="wall-clock cap (default 10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--denoise-steps", type=int, default=Args.denoise_steps,
+                   help="G-DDPG: reverse diffusion steps (default 5; 1 is the ablation without a chain)")
+    p.add_argument("--bc", type=float, default=0.0,
+                   help="behaviour-cloning weight in the actor loss (0 = plain; Diffusion-QL / TD3+BC style when > 0)")
+    p.add_argument("--best-of", type=int, default=1,
+                   help="candidate actions per decision, the saved critic keeps the best (default 1)")
+    p.add_argument("--obs-version", type=int, choices=[1, 2], default=Args.obs_version,
+                   help="observation layout (default 2: with band, server speed, N, users, backlog, batteries)")
     p.add_argument("--judge", choices=["trait", "llm"], default="trait",
                    help="trait: the parametric persona judge; llm: the persona LLM judge through a rating table")
     p.add_argument("--out", default="", help="checkpoint folder (default runs/policy/<algo>-s<seed>)")
@@ -258,7 +318,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def args_from(ns: argparse.Namespace) -> Args:
     return Args(algo=ns.algo, seed=ns.seed, iterations=ns.iterations, minutes=ns.minutes, threads=ns.threads,
-                judge=ns.judge, out=ns.out, progress=not ns.no_progress)
+                judge=ns.judge, out=ns.out, progress=not ns.no_progress, denoise_steps=ns.denoise_steps, bc=ns.bc,
+                obs_version=ns.obs_version, best_of=ns.best_of)
 
 
 if __name__ == "__main__":  # numpy + torch only (no settings object): what scripts/train_policies.sh runs
