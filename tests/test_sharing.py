@@ -258,3 +258,29 @@ def test_the_trunk_cache_evicts_least_recently_used_by_bytes():
     assert {t.prompt for t in cache.candidates(("k",), np.array([1.0, 0.0]), 0.5, limit=9)} == {"p0", "p2", "p3"}
     assert cache.put(("k",), "big", np.array([1.0, 0.0]), 4, "r4", 1, {1: (torch.zeros(1, 400), None)}) is None
     assert cache.stats.rejected == 1
+
+
+def test_decide_then_generate_round_keeps_trunks_and_counts_every_pass(tiny_sd):
+    """The two calls the round function makes around its allocation: a lonely request in round 1 leaves a trunk;
+    the same prompt in round 2 starts from it, and the cache probe is counted in the decision's passes."""
+    from rlli.config import Settings
+    from rlli.policy.sharing import decide_round, generate_round
+
+    engine, plan = Engine(tiny_sd), Plan(steps=STEPS, guidance_scale=2.0)
+    rule = ForkRule.from_dict(_rule_dict())
+    settings = Settings(quality_tolerance=0.03)
+    cache = TrunkCache(10 * 2**20)
+    groups = [Group((0,), 0, (1.0,))]
+    first = [Request("a red house on grass", 1, "a")]
+    sh = decide_round(engine, first, groups, plan, settings, rule, cache=cache)
+    assert sh.decision.passes == 0 and sh.hits == {}
+    res, trees = generate_round(engine, first, groups, plan, sh, cache=cache)
+    assert len(cache) == 1 and res.denoiser_passes == 2 * STEPS
+    again = [Request("a red house on grass", 2, "b")]
+    sh2 = decide_round(engine, again, groups, plan, settings, rule, cache=cache)
+    assert set(sh2.hits) == {0} and sh2.decision.passes == sh2.passes_cache_probe == 2
+    res2, trees2 = generate_round(engine, again, groups, plan, sh2, cache=cache)
+    assert res2.outputs[0].noise_seed == 1 and res2.outputs[0].start_origin["request_id"] == "a"
+    assert res2.denoiser_passes == 2 * (STEPS - trees2[0].departure_of(0)) < 2 * STEPS
+    res3, _ = generate_round(engine, again, groups, plan, sh2, choice={0: 0}, cache=cache)  # the policy says no
+    assert res3.outputs[0].start_origin is None and res3.outputs[0].noise_seed == 2

@@ -550,7 +550,57 @@ def record_trunks(cache: TrunkCache | None, key: tuple, requests: list[Request],
     return n
 
 
-__all__ = ["MemberFork", "tree_plan", "plan_split_tree", "KeptTrunkHit", "kept_trunk_starts", "starts_for",
+# ----------------------------------------------------------------------------- what the round function calls
+
+
+@dataclass
+class RoundSharing:
+    """The fork decision of a round with split trees and kept trunks (:func:`decide_round`), for the allocation and
+    then :func:`generate_round`. ``decision.forks`` already reflect kept-trunk hits; ``decision.passes`` counts the
+    fork probe and the kept-trunk probe."""
+
+    decision: ForkDecision
+    hits: dict
+    passes_cache_probe: int
+    key: tuple
+    embeddings: object  # per request, for the trunk cache (None without one)
+    keep_steps: set
+
+
+def decide_round(engine: Engine, requests: list[Request], groups: list[Group], plan: Plan, settings: Settings,
+                 rule: ForkRule | None, notice: str | None = None, cache: TrunkCache | None = None,
+                 split_tree: bool = True) -> RoundSharing:
+    """The fork decision (split trees when ``split_tree``), then, for requests that share nothing, a kept trunk."""
+    tol, budget = settings.quality_tolerance, break_budget(settings)
+    decision = decide_forks(engine, requests, groups, plan, rule, tol, budget, notice, split_tree=split_tree)
+    hits, cache_passes, emb, key, keep = {}, 0, None, (), set()
+    if cache is not None and rule is not None and rule.steps == plan.steps:
+        from rlli.text import embed
+
+        emb = embed([r.prompt for r in requests], settings.text_model)
+        key = cache_key(engine.backbone.name, plan, rule)
+        forks, hits, cache_passes = kept_trunk_starts(engine, requests, groups, decision.forks, plan, rule, tol, budget,
+                                                      cache, key, emb, settings.group_threshold)
+        decision = ForkDecision(forks, decision.passes + cache_passes, decision.wall_s)
+        keep = kept_steps(rule, tol, budget)
+    return RoundSharing(decision, hits, cache_passes, key, emb, keep)
+
+
+def generate_round(engine: Engine, requests: list[Request], groups: list[Group], plan: Plan, sharing: RoundSharing,
+                   choice: dict[int, int] | None = None, cache: TrunkCache | None = None, probe_step: int = 1):
+    """Build the tree plan within ``choice``, run it (one batched loop), and keep this round's trunks. Returns the
+    engine's RoundResult and the trees (``trees[g].shared_steps_of(k)`` = member k's server-side steps)."""
+    trees = tree_plan(groups, sharing.decision.forks, choice, sharing.hits)
+    starts = starts_for(trees, sharing.hits)
+    keep = trunks_to_keep(trees, starts, sharing.keep_steps) if cache is not None and sharing.keep_steps else {}
+    result = engine.run_tree(requests, trees, plan, starts, keep)
+    if keep:
+        record_trunks(cache, sharing.key, requests, keep, result, sharing.embeddings, probe_step)
+    return result, trees
+
+
+__all__ = ["MemberFork", "RoundSharing", "decide_round", "generate_round",
+           "tree_plan", "plan_split_tree", "KeptTrunkHit", "kept_trunk_starts", "starts_for",
            "trunks_to_keep", "record_trunks", "kept_steps", "cache_key", "lonely_requests", "ForkDecision", "ForkRule",
            "decide_forks", "member_plan",
            "load_fork_rule", "measured_with", "rule_mismatch", "fork_rule_path", "break_budget", "DEFAULT_RULE", "RULE_KIND",
