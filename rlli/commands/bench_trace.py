@@ -303,9 +303,15 @@ def bench_trace(settings: Settings, trace: list[tuple[float, str]], seed: int = 
                 split_tree: bool = True) -> dict:
     """Replay ``trace`` in rounds (the app's window and cap) with a trunk cache across rounds, versus independent
     generation of the same requests in the same run. Time is the trace's, not the wall clock's."""
+    from rlli.calibration.fork_rule import scorer_for
+    from rlli.calibration.guarantee import clopper_pearson_upper
+
     backbone = get_backbone(settings)
     plan = plan_from(settings)
     rule, notice = load_fork_rule(fork_rule_path(settings), measured_with(backbone.name, plan, settings.text_model))
+    scorer = scorer_for(backbone)
+    moved = broken = 0
+    unreliable: list[str] = []
     now = [0.0]
     cache = TrunkCache(int(cache_mib * 2**20), clock=lambda: now[0])
     key = cache_key(backbone.name, plan, rule)
@@ -340,6 +346,8 @@ def bench_trace(settings: Settings, trace: list[tuple[float, str]], seed: int = 
         img_s += [o.image for o in rnd.outputs]
         img_i += [o.image for o in indep.outputs]
         prompts_all += [r.prompt for r in requests]
+        m, b, u = _broken(Engine(backbone), rnd, plan, scorer)
+        moved, broken, unreliable = moved + m, broken + b, unreliable + u
     q_s = _quality(backbone, np.stack(img_s), prompts_all)
     q_i = _quality(backbone, np.stack(img_i), prompts_all)
     st = cache.snapshot()
@@ -357,6 +365,8 @@ def bench_trace(settings: Settings, trace: list[tuple[float, str]], seed: int = 
         "wall_ratio": round(wall_s / wall_i, 4), "pass_ratio": round(tot["shared"] / tot["indep"], 4),
         "quality_shared": None if q_s is None else round(q_s, 2),
         "quality_independent": None if q_i is None else round(q_i, 2),
+        "members": len(trace), "members_sharing": moved, "broken": broken,
+        "broken_upper95": round(clopper_pearson_upper(broken, len(trace)), 4), "broken_unreliable_only": len(unreliable),
         "hits": hits_log, "calibrated": rule is not None, "notice": notice, "backbone": backbone.name,
         "settings": settings.public_dict(),
     }
