@@ -28,7 +28,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the replicas import rlli 
 .venv/bin/ray start --head --port "$PORT" --num-cpus "${RAY_NUM_CPUS:-$(nproc)}" --include-dashboard=false \
   --disable-usage-stats --block >/dev/null &
 RAY_PID=$!
-trap 'kill "$RAY_PID" 2>/dev/null || true; wait "$RAY_PID" 2>/dev/null || true' EXIT
+stop_head() {
+  kill "$RAY_PID" 2>/dev/null || true
+  wait "$RAY_PID" 2>/dev/null || true
+  # `ray start` left its address for later `ray.init()` calls; it points at the head that just stopped
+  if grep -qs ":$PORT\$" /tmp/ray/ray_current_cluster; then rm -f /tmp/ray/ray_current_cluster; fi
+}
+trap stop_head EXIT
 trap 'exit 130' INT TERM
 for _ in $(seq 1 120); do
   if .venv/bin/ray status --address "127.0.0.1:$PORT" >/dev/null 2>&1; then break; fi

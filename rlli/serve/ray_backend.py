@@ -74,12 +74,20 @@ class RayBackend:
                 if address:
                     ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
                 else:
-                    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
+                    ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
                              runtime_env={"env_vars": env})
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = f"the Ray cluster at RLLI_RAY_ADDRESS={address}" if address else "a local Ray cluster"
                 raise RayBackendError(f"cannot start or join {where}: {e}") from e
             self._connected, self._started_local = True, not address
+        if self._started_local:  # a local cluster cannot grow: refuse what would wait for resources forever
+            have = ray.cluster_resources()
+            for kind, each in (("CPU", self.num_cpus), ("GPU", self.num_gpus)):
+                if each and self.replicas * each > have.get(kind, 0.0) + 1e-9:
+                    ray.shutdown()
+                    raise RayBackendError(
+                        f"{self.replicas} engine replicas x {each:g} {kind} each do not fit this machine's "
+                        f"{have.get(kind, 0.0):g} {kind}s: lower RLLI_RAY_REPLICAS or RLLI_RAY_REPLICA_{kind}S")
         serve.start(proxy_location="Disabled")
         self.handles = deploy_shards(settings, self.replicas, self.num_cpus, self.num_gpus, env=env)
         if embed is None:
