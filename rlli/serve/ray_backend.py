@@ -61,7 +61,9 @@ class RayBackend:
             raise RayBackendError(f"RLLI_RAY_ROUTING must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         gpu_default = 1.0 if settings.device.startswith("cuda") else 0.0
         self.num_cpus = float(num_cpus if num_cpus is not None else getattr(settings, "ray_replica_cpus", 0.5))
-        self.num_gpus = float(num_gpus if num_gpus is not None else getattr(settings, "ray_replica_gpus", gpu_default))
+        if num_gpus is None:  # RLLI_RAY_REPLICA_GPUS unset (None) = one GPU per replica with a CUDA device, else none
+            num_gpus = getattr(settings, "ray_replica_gpus", None)
+        self.num_gpus = float(gpu_default if num_gpus is None else num_gpus)
         address = address if address is not None else getattr(settings, "ray_address", "")
         self.retries = retries
         self._lost = _replica_lost_errors()
