@@ -224,7 +224,8 @@ def test_allocate_round_carries_the_allocation_and_its_references():
     figs = compare(build_round_state(groups, forks, traits, Settings(), seed=3))
     assert set(figs) == {"no_sharing", "equal"}
     d = rep.as_dict()
-    assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "notice"}
+    assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "energy_saved_vs_server_j",
+                      "server_per_user_j", "server_per_user_qoe", "notice"}
     json.dumps(d)
 
 

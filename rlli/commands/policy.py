@@ -80,18 +80,24 @@ def _eval(args) -> int:
     print(f"{args.states} held-out rounds (2..{p.k_max} users), member curves from the fork rule, judge "
           f"trait/parametric-v1, energy price {p.energy_price}/J; learned methods averaged over their seeds")
     print(f"{'method':>11s} {'total QoE':>9s} {'95% CI':>17s} {'energy J':>9s} {'vs dev J':>8s} {'delay s':>7s} "
-          f"{'reward':>7s} {'gain':>6s} {'min QoE':>7s} {'Jain':>5s} {'saves':>6s}")
+          f"{'reward':>7s} {'gain':>6s} {'min QoE':>7s} {'Jain':>5s} {'saves':>6s} {'bounds':>6s} {'pers.':>5s}")
     for k, v in result["methods"].items():
         sv = result["energy_saving_rounds"][k]["device"]
         print(f"{k:>11s} {v['qoe']:9.3f} [{v['qoe_ci'][0]:7.3f}, {v['qoe_ci'][1]:7.3f}] {v['energy']:9.1f} "
               f"{v['energy_vs_device']:8.1f} {v['delay']:7.2f} {v['reward']:7.3f} {100 * v['gain_captured']:5.0f}% "
-              f"{v['min_qoe']:7.2f} {v['jain']:5.3f} {100 * sv:5.0f}%")
+              f"{v['min_qoe']:7.2f} {v['jain']:5.3f} {100 * sv:5.0f}% {100 * v['at_bounds']:5.0f}% "
+              f"{v['personalisation']:5.2f}")
     for name, r in result["references"].items():
         print(f"reference, {name}: total QoE {r['qoe']:.3f}, energy {r['energy']:.1f} J, delay {r['delay']:.2f} s")
     print("ablation (reward lost when best found's choice is equalised):",
           ", ".join(f"{k} {v['mean']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in result["ablation"].items()))
     if result["gddpg_over_ddpg"] is not None:
-        print(f"G-DDPG / DDPG total QoE: {result['gddpg_over_ddpg']:.4f} (the paper reports 1.15)")
+        r = result["gddpg_over_ddpg_seeds"]
+        print(f"G-DDPG / DDPG total QoE: {result['gddpg_over_ddpg']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}] over "
+              f"{r['seeds'][0]} / {r['seeds'][1]} seeds (the paper reports 1.15)")
+    pi = result.get("prob_improvement")
+    if pi:
+        print(f"P(G-DDPG seed > DDPG seed, mean reward): {pi['p']:.2f} [{pi['ci'][0]:.2f}, {pi['ci'][1]:.2f}]")
     if "live_like" in result:
         ll = result["live_like"]
         print(f"live-like rounds: {ll['rounds']} ({ll['users'][0]}..{ll['users'][1]} users, {ll['chunked_rounds']} chunked)")

@@ -30,6 +30,7 @@ from rlli.policy.train import at_bounds
 EVAL_SEED = 20_251_127  # the held-out rounds (training draws from seeds 0.., validation from 999983)
 BENCH_SEED = 7_654_321
 LEARNED = ("gddpg", "ddpg")
+ABLATIONS = ("gddpg_t1",)  # learned arms evaluated beside the others when their checkpoints exist (T = 1: no chain)
 CONTENDED = {"bandwidth_hz": 0.05e6, "server_hz": 2.0e9}
 ONE_ROUND_METHODS = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "fork_max", "best_found")
 TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -231,9 +232,10 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
     best_action = None
     if "best_found" not in methods or "no_sharing" not in methods:
         raise ValueError("the evaluation needs best_found and no_sharing (its scale)")
+    methods = tuple(methods) + tuple(a for a in ABLATIONS if a not in methods and seed_folders(policy_dir, a))
     for name in methods:
         t0 = time.perf_counter()
-        if name in LEARNED:
+        if name in LEARNED + ABLATIONS:
             folders = seed_folders(policy_dir, name)
             if not folders:
                 raise FileNotFoundError(f"no {name} checkpoints under {Path(policy_dir) / name} (seed*/actor.safetensors): "
@@ -293,11 +295,14 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
                if "ddpg" in s else {})},
         "energy_saving_rounds": saving,
         "beaten_best_found_rounds": beaten,
-        "seed_statistics": seed_statistics({k: np.asarray(s[k]["_seed_rewards"]) for k in LEARNED if k in s}),
+        "seed_statistics": seed_statistics({k: np.asarray(s[k]["_seed_rewards"]) for k in LEARNED + ABLATIONS
+                                            if k in s}),
         "personalisation": {k: personalisation(st, v) for k, v in outs.items()},
+        "prob_improvement": None,  # filled below: P(G-DDPG seed > DDPG seed) on mean reward, with its bootstrap CI
         "ablation": ablation(st, best_action, p),
         "energy_sensitivity": energy_sensitivity(st, p),
     }
+    result["prob_improvement"] = result["seed_statistics"].get("p_gddpg_beats_ddpg")
     c = p.with_(**CONTENDED)  # where bandwidth and compute can matter: a 10x narrower band, a 10x slower server
     result["ablation_contended"] = {"params": CONTENDED, **ablation(st, BASELINES["best_found"](
         st, c, np.random.default_rng(EVAL_SEED), **(best_kw or {})), c)}
