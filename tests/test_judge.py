@@ -78,7 +78,9 @@ def test_a_persona_authored_round_runs_through_the_service(llm_server):
     assert [a.persona for a in authored] == ["open", "introverted", "extraverted"]
     for a in authored:
         assert world.parse_prompt(a.prompt)["object"] == a.scene["object"]
-    assert Author(settings).write_round(personas, seed=3) == authored  # same seed, same requests
+    # Not asserted: the same requests again. Authors sample (temperature 0.9); with several server slots and their
+    # prompt caches, a cached and a fresh evaluation of the same prompt differ in the last float bits, and sampling
+    # can amplify that (measured: the same seed gave another scene on the second slot). Greedy ratings hold.
     report = run_round(requests_from([a.prompt for a in authored], 3), settings)
     assert report.prompts == [a.prompt for a in authored]
     assert len(report.requests) == 3 and all(r.image.shape == (64, 64, 3) for r in report.requests)
