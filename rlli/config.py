@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     ray_address: str = Field("", description="Ray cluster to join with RLLI_BACKEND=ray (e.g. ray://HOST:10001); "
                                              "empty = start a local one")
     ray_replicas: int = Field(1, ge=1, le=256, description="engine replicas with RLLI_BACKEND=ray")
+    ray_routing: Literal["affinity", "random"] = Field(
+        "affinity", description="how requests find a replica: affinity (sampler settings + semantic cluster, so "
+                                "similar prompts meet in one replica's rounds) or random")
+    ray_replica_cpus: float = Field(0.5, gt=0.0, le=256.0, description="CPUs reserved per engine replica")
+    ray_replica_gpus: float | None = Field(None, ge=0.0, le=16.0,
+                                           description="GPUs per engine replica; empty = 1 on CUDA, else 0")
+    ray_route_threshold: float = Field(0.5, ge=-1.0, le=1.0, description="MiniLM cosine at which a prompt joins "
+                                                                         "a routing cluster")
     agent_backlog: int = Field(32, ge=1, le=10_000,
                                description="deliveries the agents may have waiting; beyond it their ratings are "
                                            "recorded as pending (`rlli rejudge` fills them) and the page says so")

@@ -66,6 +66,11 @@ def test_a_person_gets_an_image_with_its_allocation_and_agents_rate_it_only_once
     assert names[0] == "you (agent)" and scores[0].as_you and len(names) == 1 + len(studio.presets())
     assert all(s.rating.status == "ok" and 1 <= s.rating.score <= 10 for s in scores)
     assert (studio.store().participant_id("human", ME.key), d.generation_id, 7) in human_ratings(studio)
+    f = studio.store().rating_frame()
+    agents = f[(f["generation_id"] == d.generation_id) & (f["rater_kind"] == "agent")]
+    # what each agent perceived and was told is stored with its rating (the trait judge reads the pixels' look)
+    assert set(agents["perception"]) == {scores[0].rating.perception} and all(agents["told"].str.len() > 0)
+    assert list(agents["told"])[0] == scores[0].rating.told
 
 
 def test_one_rating_per_person_and_image(studio):

@@ -246,7 +246,8 @@ class Commands:
 
 
 # Command modules for each library package (a module with ``register(commands: Commands)``).
-PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.commands.personas", "rlli.commands.policy", "rlli.commands.store")
+PACKAGE_COMMANDS: tuple[str, ...] = ("rlli.commands.personas", "rlli.commands.policy", "rlli.commands.store",
+                                     "rlli.commands.serve_bench")
 
 
 def _add_backbone_flags(p: argparse.ArgumentParser) -> None:
@@ -360,6 +361,8 @@ def describe_user_error(e: BaseException) -> str | None:
     from rlli.store.db import StoreError
 
     if isinstance(e, SettingsError | PromptError | StoreError | StudioError):
+        return str(e)
+    if type(e).__name__ == "RayBackendError":  # rlli.serve.ray_backend (optional: ray may not be installed)
         return str(e)
     if isinstance(e, UnicodeDecodeError):
         return "the input is not valid UTF-8 text"

@@ -289,6 +289,8 @@ class Studio:
             report = self.backend.exclusive(job, compare=bool(compare), on_phase=on_phase)
         except BatcherClosed:
             raise StudioError(SHUTTING_DOWN) from None
+        except RuntimeError as e:
+            raise _backend_error(e) from None
         self._finish(RoundSlice(report, tuple(range(len(asks)))), asks, on_phase, rate=False)
         return next(v for v in list(self.recent) if v.report.round_id == report.round_id)
 
@@ -299,6 +301,8 @@ class Studio:
             got = self.backend.submit(job, on_phase)
         except BatcherClosed:
             raise StudioError(SHUTTING_DOWN) from None
+        except RuntimeError as e:
+            raise _backend_error(e) from None
         return self._finish(got, party, on_phase)
 
     # ---- after a round ------------------------------------------------------------------------------
@@ -431,7 +435,8 @@ class Studio:
         for r in self._raters(ask):
             pid = store.upsert_participant(r.record(judge.backend, judge.model))
             records.append(RatingRecord(pid, d.generation_id, None, "not rated yet: the agents were busy or the "
-                                        "server stopped; `rlli rejudge` rates it", "pending", judge.backend, judge.model))
+                                        "server stopped; `rlli rejudge` rates it", "pending", judge.backend, judge.model,
+                                        perception="none"))
         store.add_ratings(records)
 
     def agent_scores(self, generation_id: int, wait_s: float = JUDGE_WAIT_S) -> list[AgentScore] | str | None:
@@ -504,6 +509,13 @@ class _GroupShape:
     members: tuple[int, ...]
     anchor: int
     shared_steps: int
+
+
+def _backend_error(e: RuntimeError) -> Exception:
+    """A remote backend that lost its replicas (Ray) says so to the visitor; any other error stays a bug."""
+    if type(e).__name__ == "RayBackendError":
+        return StudioError(str(e))
+    return e
 
 
 def _has_world(settings: Settings) -> bool:

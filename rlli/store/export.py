@@ -19,7 +19,7 @@ import pandas as pd
 from rlli.store.repository import Store
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
-NESTED = ("delays", "extras")
+NESTED = ("delays", "extras", "rating_extras")
 TIMES = ("created_at", "round_created_at")
 
 

@@ -20,7 +20,8 @@ from rlli.store.models import TRAIT_COLUMNS, Generation, Group, Participant, Rat
 
 def _query(participant_id: str | None):
     q = (select(Rating.id.label("rating_id"), Rating.created_at, Rating.score, Rating.reason, Rating.status,
-                Rating.backend, Rating.model, Rating.latency_s,
+                Rating.backend, Rating.model, Rating.latency_s, Rating.perception, Rating.told,
+                Rating.extras.label("rating_extras"),
                 Participant.id.label("rater_id"), Participant.kind.label("rater_kind"),
                 Participant.name.label("rater_name"), Participant.instrument.label("rater_instrument"),
                 Participant.mirrors_id, *[getattr(Participant, t) for t in TRAIT_COLUMNS],

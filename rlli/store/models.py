@@ -162,4 +162,7 @@ class Rating(Base):
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200), default="")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    perception: Mapped[str] = mapped_column(String(16), default="none", server_default="none")  # what the rater saw
+    told: Mapped[str] = mapped_column(Text, default="", server_default="")  # an agent: the exact text it was given
+    extras: Mapped[dict | None] = mapped_column(JSON, default=dict)  # an agent: how the rating was obtained
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

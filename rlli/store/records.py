@@ -19,6 +19,8 @@ Kind = Literal["human", "agent"]
 STATUSES: tuple[str, ...] = ("ok", "invalid", "timeout", "unavailable", "error", "pending")
 RETRYABLE: tuple[str, ...] = ("unavailable", "pending")  # placeholders: the next try (rejudge) replaces them
 MAX_TEXT = 4000  # prompts, reasons, descriptions: longer text is refused
+MAX_TOLD = 16000  # what an agent was told: instructions, the delivery and the persona
+PERCEPTIONS: tuple[str, ...] = ("image", "probe-text", "image-features", "none")  # as rlli.personas.judge
 ENGINE_EXTRAS = ("image_source", "noise_seed", "anchor_request_id")  # engine Output fields kept in extras
 
 
@@ -213,8 +215,16 @@ class RatingRecord:
     backend: str = "human"
     model: str = ""
     latency_s: float = 0.0
+    perception: str = "image"  # what the rater saw (a person: the image; an agent: see rlli.personas.judge)
+    told: str = ""  # an agent: the exact text it was given
+    extras: dict = field(default_factory=dict)  # an agent: attempts, temperature, finish reason, hashes ...
 
     def __post_init__(self) -> None:
+        if self.perception not in PERCEPTIONS:
+            raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
+        object.__setattr__(self, "told", clean_text(self.told, "told", MAX_TOLD))
+        if not isinstance(self.extras, dict):
+            raise ValueError("extras must be a JSON object")
         if self.score is not None:
             if isinstance(self.score, bool) or not isinstance(self.score, int | np.integer):
                 raise ValueError(f"score must be a whole number 1..10 or None, got {self.score!r}")
@@ -235,7 +245,8 @@ class RatingRecord:
     def from_rating(cls, rater_id: str, generation_id: int, rating: Any) -> RatingRecord:
         """From a judge's :class:`rlli.personas.judge.Rating`."""
         return cls(rater_id, generation_id, rating.score, rating.reason, rating.status, rating.backend,
-                   rating.model, float(rating.latency_s))
+                   rating.model, float(rating.latency_s), getattr(rating, "perception", "none"),
+                   getattr(rating, "told", ""), dict(getattr(rating, "extras", {}) or {}))
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,9 @@ class StoredRating:
     created_at: datetime
     prompt: str
     image_sha256: str
+    perception: str = "image"
+    told: str = ""
+    extras: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Store:
         self._rating_insert = (stmt.on_conflict_do_update(
             index_elements=["rater_id", "generation_id"],
             set_={c: stmt.excluded[c] for c in ("score", "reason", "status", "backend", "model", "latency_s",
-                                               "created_at")},
+                                               "perception", "told", "extras", "created_at")},
             where=table.c.status.in_(RETRYABLE)).returning(table.c.id))
 
     # ---- opening -------------------------------------------------------------------------------
@@ -249,7 +249,8 @@ class Store:
              .where(Rating.rater_id == pid).order_by(Rating.id))
         with Session(self.engine) as s:
             return [StoredRating(r.id, r.rater_id, r.generation_id, r.score, r.reason, r.status, r.backend, r.model,
-                                 r.latency_s, r.created_at, prompt, sha) for r, prompt, sha in s.execute(q)]
+                                 r.latency_s, r.created_at, prompt, sha, r.perception, r.told, dict(r.extras or {}))
+                    for r, prompt, sha in s.execute(q)]
 
     def generations(self, ids: Iterable[int] | None = None, *, rated_by_humans: bool = False) -> list[StoredGeneration]:
         """Stored generations (all, the given ids, or those at least one person rated with a score), by id."""
