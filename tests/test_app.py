@@ -77,7 +77,8 @@ def test_a_persons_journey_through_the_api(client):
     assert Image.open(native).size == (64, 64) and Image.open(image).size == (256, 256)  # native + crisp 4x
     assert not agents.get("visible", True), "agents' scores must stay hidden before the person rates"
     assert stars["interactive"] is True
-    text, stars, reason, table = me.predict(KEY, 7, "<b>fine</b>", api_name="/rate")
+    text, stars, reason, table, told = me.predict(KEY, 7, "<b>fine</b>", api_name="/rate")
+    assert "What it was told" in told and "you (agent)" in told  # the panel beside the agents' scores
     assert text.startswith("Thanks") and stars["interactive"] is False and reason["interactive"] is False
     rows = table["value"]["data"]
     assert rows[0][0] == "you (agent)" and all(1 <= r[2] <= 10 for r in rows)

@@ -73,6 +73,23 @@ def test_a_person_gets_an_image_with_its_allocation_and_agents_rate_it_only_once
     assert list(agents["told"])[0] == scores[0].rating.told
 
 
+def test_a_visitor_can_rate_images_others_received_so_images_gather_several_peoples_ratings(studio):
+    other = Visitor("browser:another-visitor-01", BigFive(0.3, 0.6, 0.5, 0.5, 0.2), "tipi")
+    [d] = studio.participate(ME, "a yellow car on a street in the rain", seed=41)
+    assert studio.rate(ME, d.generation_id, 6)[0]
+    seen = set()
+    while (found := studio.next_to_rate(other)) is not None:  # every image people rated, each once
+        gid, prompt, image = found
+        assert gid not in seen and image.shape == (64, 64, 3)
+        seen.add(gid)
+        assert studio.rate(other, gid, 5)[0]
+    assert d.generation_id in seen
+    f = studio.store().rating_frame()
+    people = f[(f["generation_id"] == d.generation_id) & (f["rater_kind"] == "human")]
+    assert len(people) == 2  # two people's ratings on one image: the human-human ceiling can be measured
+    assert studio.next_to_rate(ME) is None or studio.next_to_rate(ME)[0] != d.generation_id  # never one's own
+
+
 def test_one_rating_per_person_and_image(studio):
     [d] = studio.participate(ME, "two blue boats on a lake at night", seed=12)
     assert studio.rate(ME, d.generation_id, 4)[0]

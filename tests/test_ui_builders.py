@@ -87,3 +87,17 @@ def test_a_persons_journey_and_the_system_summary(report):
     assert f"separately: {report.allocation.energy_saved_vs_server_j:+.1f} J" in text
     assert ("saved" if saved >= 0 else "spent more") in text
     assert system_tab.group_rows(View)[0][3] == ", ".join(str(s) for s in report.groups[0].fork_steps)
+
+
+def test_the_agreement_table_shows_controls_ceiling_and_failures():
+    from rlli.analysis.agreement import agreement_table
+    from rlli.ui.agreement_tab import TABLE_HEADERS, table_rows
+    from tests.test_agreement import synthetic_frame
+
+    rows = agreement_table(synthetic_frame(True, people=12, images=10, failed=3), resamples=50)
+    table = table_rows(rows)
+    assert table and all(len(r) == len(TABLE_HEADERS) for r in table)
+    overall = next(t for t, r in zip(table, rows) if r.slice == "overall" and r.pairing == "own")
+    col = TABLE_HEADERS.index
+    assert overall[col("shuffled-profile rho")] != "-" and overall[col("human-human rho (same images)")] != "-"
+    assert sum(t[col("failed")] for t in table) > 0

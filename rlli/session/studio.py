@@ -472,6 +472,19 @@ class Studio:
             return False, "You already rated this image; the first rating counts."
         return True, "Your rating is stored."
 
+    def next_to_rate(self, visitor: Visitor):
+        """(generation id, prompt, image) of an image an earlier visitor received and rated, for this visitor to rate
+        too (the human-human ceiling), or None when there is none."""
+        from rlli.personas.describe import read_png
+
+        store = self.store()
+        with storage_errors("The next image"):
+            found = store.next_to_rate(store.participant_id("human", visitor.key))
+            if not found:
+                return None
+            g = found[0]
+            return g.id, g.prompt, read_png(store.image_bytes(g.image_sha256))
+
     # ---- stopping -----------------------------------------------------------------------------------
     def close(self, grace_s: float | None = None) -> dict:
         """Stop cleanly: admit nothing more, let the running round finish (waiting requests are told the server

@@ -267,6 +267,23 @@ class Store:
                                      g.delay_s, g.fidelity, who)
                     for g, prompt, seed, round_id, who in s.execute(q)]
 
+    def next_to_rate(self, person_id: str, limit: int = 1) -> list[StoredGeneration]:
+        """Images other people received and rated that this person has not rated yet, those with the fewest people's
+        ratings first (so images gather two or more ratings: the human-human ceiling of agreement)."""
+        human_ok = (select(Rating.generation_id, func.count().label("n")).join(Participant, Rating.rater_id == Participant.id)
+                    .where(Participant.kind == "human", Rating.status == "ok").group_by(Rating.generation_id).subquery())
+        mine = select(Rating.generation_id).where(Rating.rater_id == person_id)
+        q = (select(Generation, Request.prompt, Request.seed, Request.round_id, Request.participant_id)
+             .join(Request, Generation.request_id == Request.id)
+             .join(human_ok, human_ok.c.generation_id == Generation.id)
+             .where(Generation.id.not_in(mine),
+                    (Request.participant_id.is_(None)) | (Request.participant_id != person_id))
+             .order_by(human_ok.c.n, Generation.id.desc()).limit(limit))
+        with Session(self.engine) as s:
+            return [StoredGeneration(g.id, round_id, prompt, seed, g.image_sha256, g.description, g.quality,
+                                     g.delay_s, g.fidelity, who)
+                    for g, prompt, seed, round_id, who in s.execute(q)]
+
     def human_ratings(self, generation_id: int) -> list[tuple[str, tuple[float, ...] | None]]:
         """(participant id, Big-Five or None) of the people who scored this generation."""
         q = (select(Participant).join(Rating, Rating.rater_id == Participant.id)

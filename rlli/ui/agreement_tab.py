@@ -9,8 +9,9 @@ import gradio as gr
 from rlli.session.studio import Studio, StudioError
 
 STATISTICS = ("spearman", "kendall", "kappa", "alpha", "mae")
-TABLE_HEADERS = ["judge", "model", "pairing", "slice", "pairs", "spearman", "kendall", "kappa (quadratic)",
-                 "alpha (interval)", "MAE"]
+TABLE_HEADERS = ["judge", "model", "pairing", "slice", "pairs", "failed", "spearman", "kendall", "kappa (quadratic)",
+                 "alpha (interval)", "MAE", "shuffled-profile rho", "human-human rho (same images)", "people needed",
+                 "drop-k"]
 
 
 def agreement(studio: Studio):
@@ -24,9 +25,23 @@ def agreement(studio: Studio):
     return pairs, rows, all_figures(pairs, rows)
 
 
+def _rho(d: dict | None) -> str:
+    from rlli.analysis.agreement import Estimate
+
+    if not d or "spearman" not in d.get("statistics", {}):
+        return "-"
+    return Estimate(**d["statistics"]["spearman"]).text()
+
+
 def table_rows(rows) -> list[list]:
-    return [[r.backend, r.model, r.pairing, r.label, r.n_pairs,
-             *[r.statistics[k].text() if k in r.statistics else "-" for k in STATISTICS]] for r in rows]
+    """One row per slice: the statistics with their intervals, the failed ratings, the shuffled-profile control
+    (does the agent read the person, or only the image?), the human-human ceiling on the same images, how many
+    people a study needs, and the fewest people whose removal flips "agents beat the control"."""
+    return [[r.backend, r.model, r.pairing, r.label, r.n_pairs, r.n_failed,
+             *[r.statistics[k].text() if k in r.statistics else "-" for k in STATISTICS],
+             _rho(r.shuffled_control), _rho(r.human_human),
+             "-" if not r.people_needed else r.people_needed.get("people", "-"),
+             "-" if not r.drop_k else r.drop_k.get("k", "-")] for r in rows]
 
 
 def build(studio: Studio) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from rlli.personas.judge import BigFive
 from rlli.service import Phase
 from rlli.session.studio import ROUND_PHASES, AgentScore, StudioError, Visitor
@@ -34,7 +36,20 @@ def visitor_from(key: str | None, profile, account=None) -> Visitor:
 
 def agent_table(scores: list[AgentScore]) -> list[list]:
     """Rows for a gr.Dataframe (its "str" cells are shown as plain text, never as markup)."""
-    return [[s.persona, "yes" if s.as_you else "", s.rating.score, s.rating.reason, s.rating.status] for s in scores]
+    return [[s.persona, "yes" if s.as_you else "", s.rating.score, s.rating.reason, s.rating.status,
+             s.rating.perception] for s in scores]
+
+
+def told_panel(scores: list[AgentScore]) -> str:
+    """Markdown: what the agents perceived (one line) and, per agent, the exact text it was told."""
+    from rlli.personas.told import perception_notice, told_markdown
+
+    head = perception_notice([s.rating.perception for s in scores])
+    parts = [head] if head else []
+    for s in scores:
+        parts.append(f"#### {html.escape(s.persona)}\n\n" + told_markdown(s.rating.perception, s.rating.told,
+                                                                          s.rating.extras))
+    return "\n\n".join(parts)
 
 
 def client_address(request) -> str | None:

@@ -14,9 +14,9 @@ import gradio as gr
 from rlli.service import Phase
 from rlli.session.studio import BUSY, MAX_RAW_PROMPT, Delivered, Studio, StudioError
 from rlli.ui import about
-from rlli.ui.common import agent_table, client_address, progress_fraction, visitor_from
+from rlli.ui.common import agent_table, client_address, progress_fraction, told_panel, visitor_from
 
-AGENT_HEADERS = ["agent", "as you?", "score", "reason", "status"]
+AGENT_HEADERS = ["agent", "as you?", "score", "reason", "status", "perceived"]
 
 
 def journey(d: Delivered) -> str:
@@ -114,6 +114,17 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
             rate_btn = gr.Button("Submit my rating", interactive=False)
         rated_md = gr.Markdown("")
         agents = gr.Dataframe(headers=AGENT_HEADERS, label="Agents' scores of your image", visible=False, wrap=True)
+        with gr.Accordion("What the agents perceived and were told", open=False, visible=False) as told_box:
+            told_md = gr.Markdown("")
+        with gr.Accordion("Rate images other visitors received (optional: helps compare people with people)",
+                          open=False, visible=False) as others_box:
+            other_note = gr.Markdown("")
+            other_image = gr.Image(label="Another visitor's image", type="numpy", interactive=False, height=256)
+            other_gid = gr.State(None)
+            other_stars = gr.Slider(1, 10, value=5, step=1, label="Your quality of experience for this image")
+            with gr.Row():
+                other_rate = gr.Button("Submit and show another")
+                other_next = gr.Button("Show another")
 
     consent.change(lambda ok: gr.Column(visible=bool(ok)), [consent], [body], api_name=False)
 
@@ -184,7 +195,33 @@ def build(studio: Studio, browser_key: gr.BrowserState, examples: list[str]) -> 
             scores = []
         elif scores is None:
             text += "\n\nThe agents are still rating; their scores appear in the Agreement tab when done."
-        yield {rated_md: text, **locked, agents: gr.Dataframe(value=agent_table(scores or []), visible=bool(scores))}
+        yield {rated_md: text, **locked, agents: gr.Dataframe(value=agent_table(scores or []), visible=bool(scores)),
+               told_md: told_panel(scores or []), told_box: gr.Accordion(visible=bool(scores)),
+               others_box: gr.Accordion(visible=True)}
 
-    rate_btn.click(on_rate, [browser_key, profile, current, stars, reason], [rated_md, rate_btn, stars, reason, agents],
-                   api_name="rate")
+    def show_other(key, prof, account: gr.OAuthProfile | None, note: str = ""):
+        try:
+            found = studio.next_to_rate(visitor_from(key, prof, account))
+        except StudioError as e:
+            return {other_note: f"**{html.escape(str(e))}**"}
+        if found is None:
+            return {other_note: note + "No other visitor's image is waiting for a rating right now.", other_image: None,
+                    other_gid: None}
+        gid, prompt, img = found
+        return {other_note: note + f"Another visitor asked for: *{html.escape(prompt)}*", other_image: crisp(img),
+                other_gid: gid}
+
+    def rate_other(key, prof, gid, value, account: gr.OAuthProfile | None):
+        if gid is None:
+            return show_other(key, prof, account)
+        try:
+            _, message = studio.rate(visitor_from(key, prof, account), gid, value, "")
+        except StudioError as e:
+            return {other_note: f"**{html.escape(str(e))}**"}
+        return show_other(key, prof, account, html.escape(message) + " ")
+
+    rate_btn.click(on_rate, [browser_key, profile, current, stars, reason],
+                   [rated_md, rate_btn, stars, reason, agents, told_md, told_box, others_box], api_name="rate")
+    other_next.click(show_other, [browser_key, profile], [other_note, other_image, other_gid], api_name=False)
+    other_rate.click(rate_other, [browser_key, profile, other_gid, other_stars], [other_note, other_image, other_gid],
+                     api_name="rate_other")
