@@ -151,3 +151,36 @@ def test_bench_store_command_prints_its_figures(capsys):
     assert (r["expected"], r["found"], r["naive_expected"], r["naive_found"]) == (60, 60, 20, 20)
     assert r["duplicates_rejected"] == r["duplicates_attempted"] == 60
     assert r["per_second"] > 0 and r["per_second_naive"] > 0
+
+
+def test_rejudge_adds_the_shuffled_profile_control_and_the_analysis_pairs_it(store):
+    from rlli.analysis.agreement import pair_ratings
+
+    people = fill(store)
+    judge = get_judge("trait", Settings())
+    report = rejudge(store, judge, [], own=True, shuffled=True, progress=False)
+    # 4 rated images x 3 people with a profile; each person's control is another person's mirror, which here
+    # rated the same images anyway (everyone rated all four), so no extra agent is needed: 12 ratings
+    assert report.stored == 4 * 3
+    frame = store.rating_frame()
+    agents = frame[frame["rater_kind"] == "agent"]
+    assert set(agents["mirrors_id"]) == set(people[:3])
+    pairs = pair_ratings(frame, shuffled=True)
+    shuffled = pairs[pairs["pairing"] == "shuffled"]
+    assert len(shuffled) >= 4 * 3
+    again = rejudge(store, judge, [], own=True, shuffled=True, progress=False)
+    assert again.stored == 0 and again.already_rated == 12  # resumable: the same partners, nothing twice
+
+
+def test_the_shuffled_control_adds_agents_where_the_partner_did_not_rate_the_image(store):
+    people = fill(store)
+    # a fourth person with a profile rates only the last image people rated
+    late = store.upsert_participant(ParticipantRecord("human", "late", traits=(0.1, 0.2, 0.3, 0.4, 0.5)))
+    gens = [g.id for g in store.generations(rated_by_humans=True)]
+    store.add_rating(RatingRecord(late, gens[0], 5))
+    judge = get_judge("trait", Settings())
+    plain = rejudge(store, judge, [], own=True, progress=False).stored
+    extra = rejudge(store, judge, [], own=True, shuffled=True, progress=False).stored
+    assert plain == 4 * 3 + 1 and extra > 0  # the control needed agents the own-profile pass did not make
+    frame = store.rating_frame()
+    assert set(frame[frame["rater_kind"] == "agent"]["mirrors_id"]) == {*people[:3], late}

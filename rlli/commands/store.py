@@ -66,16 +66,16 @@ def _personas(spec: str):
     from rlli.personas import find_preset, load_presets
 
     names = [s.strip() for s in spec.split(",") if s.strip()]
-    own = "own" in names
+    own, shuffled = "own" in names, "shuffled" in names
     presets = []
     for n in names:
         if n == "presets":
             presets += load_presets()
-        elif n != "own":
+        elif n not in ("own", "shuffled"):
             presets.append(find_preset(n))
-    if not own and not presets:
-        raise ValueError("--personas names nobody: use own, presets, or preset names separated by commas")
-    return own, presets
+    if not own and not presets and not shuffled:
+        raise ValueError("--personas names nobody: use own, presets, shuffled, or preset names separated by commas")
+    return own, presets, shuffled
 
 
 def _rejudge(args) -> int:
@@ -83,11 +83,12 @@ def _rejudge(args) -> int:
     from rlli.session.rejudge import rejudge
 
     settings = Settings()
-    own, presets = _personas(args.personas)
+    own, presets, shuffled = _personas(args.personas)
     judge = get_judge(args.backend, settings, model=args.model)
     workers = args.workers or (settings.llm_concurrency if args.backend == "llm" else 1)
     with _open() as store:
-        report = rejudge(store, judge, presets, own=own, limit=args.limit, workers=workers, progress=not args.json)
+        report = rejudge(store, judge, presets, own=own, limit=args.limit, workers=workers, progress=not args.json,
+                         shuffled=shuffled)
     if args.json:
         print_json(report.as_dict())
         return 0
@@ -163,7 +164,9 @@ def register(commands) -> None:
     rj.add_argument("--backend", required=True, choices=["llm", "trait"])
     rj.add_argument("--model", default=None, help="LLM model name (default RLLI_LLM_MODEL)")
     rj.add_argument("--personas", default="own,presets",
-                    help="who rates: own (each person's own Big-Five), presets (all), or preset names; comma-separated")
+                    help="who rates: own (each person's own Big-Five), presets (all), shuffled (the control: each "
+                         "person's images rated by an agent given another person's Big-Five), or preset names; "
+                         "comma-separated")
     rj.add_argument("--limit", type=int, default=None, help="only the first N generations")
     rj.add_argument("--workers", type=int, default=None, help="ratings in flight (default RLLI_LLM_CONCURRENCY)")
     rj.add_argument("--json", action="store_true")

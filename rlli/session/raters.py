@@ -44,14 +44,17 @@ def mirror(person_id: str, traits: BigFive) -> Rater:
 
 
 def raters_for(presets: Sequence[Persona], *, persona: Persona | None = None,
-               people: Sequence[tuple[str, BigFive | None]] = ()) -> list[Rater]:
+               people: Sequence[tuple[str, BigFive | None]] = (),
+               controls: Sequence[tuple[str, BigFive]] = ()) -> list[Rater]:
     """The raters of one delivery: ``persona`` alone for a persona's own image; otherwise a mirror for each of
     ``people`` (participant id, Big-Five or None when they skipped the questionnaire) who has a profile, then
-    every preset."""
+    every preset, then the shuffled-profile ``controls``: mirrors of *other* people (their id and traits) rating
+    this image, which separates "the agent predicts this person" from "the agent predicts this image"."""
     if persona is not None:
         return [Rater(persona)]
     out = [mirror(pid, traits) for pid, traits in people if traits is not None]
-    return out + [Rater(p) for p in presets]
+    mine = {r.mirrors for r in out}
+    return out + [Rater(p) for p in presets] + [mirror(pid, t) for pid, t in controls if pid not in mine]
 
 
 __all__ = ["MIRROR_NAME", "Rater", "mirror", "raters_for"]

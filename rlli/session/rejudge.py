@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from rlli.analysis.agreement import shuffle_partners
 from rlli.personas import BigFive, Delivery, Judge, Persona
 from rlli.session.raters import raters_for
 from rlli.store.records import ParticipantRecord, RatingRecord, StoredGeneration
@@ -58,7 +59,7 @@ class RejudgeReport:
 
 
 def plan(store: Store, backend: str, model: str, presets: Sequence[Persona], own: bool = True,
-         limit: int | None = None) -> tuple[list[Task], int, int]:
+         limit: int | None = None, shuffled: bool = False, seed: int = 0) -> tuple[list[Task], int, int]:
     """(tasks still to rate, generations considered, pairs already rated); generations in id order. The raters
     of each generation follow :func:`rlli.session.raters.raters_for` (the same rule as live rounds); a pair whose
     rating is a placeholder (unavailable, pending) is still to rate."""
@@ -66,9 +67,14 @@ def plan(store: Store, backend: str, model: str, presets: Sequence[Persona], own
     if limit is not None:
         generations = generations[:limit]
     candidates: list[Task] = []
+    rated = {g.id: [(pid, None if t is None else BigFive(*t)) for pid, t in store.human_ratings(g.id)]
+             for g in generations}
+    profiles = {pid: t for people in rated.values() for pid, t in people if t is not None}
+    partners = shuffle_partners(list(profiles), seed) if shuffled else {}
     for g in generations:
-        people = [(pid, None if t is None else BigFive(*t)) for pid, t in store.human_ratings(g.id)] if own else []
-        for rater in raters_for(presets, people=people):
+        people = rated[g.id] if own else []
+        controls = [(partners[pid], profiles[partners[pid]]) for pid, _ in rated[g.id] if pid in partners]
+        for rater in raters_for(presets, people=people, controls=controls):
             agent = rater.record(backend, model)
             candidates.append(Task(g, rater.persona, agent, store.participant_id("agent", agent.key)))
     done = store.rated_pairs({t.agent_id for t in candidates})
@@ -86,13 +92,13 @@ def delivery_of(store: Store, g: StoredGeneration) -> Delivery:
 
 
 def rejudge(store: Store, judge: Judge, presets: Sequence[Persona], *, own: bool = True, limit: int | None = None,
-            workers: int = 1, progress: bool = True) -> RejudgeReport:
+            workers: int = 1, progress: bool = True, shuffled: bool = False) -> RejudgeReport:
     """Rate every (persona, generation) pair not rated yet by this judge; store each rating as it arrives."""
     from tqdm import tqdm
 
     started = time.perf_counter()
     backend, model = judge.backend, judge.model
-    todo, n_gen, done = plan(store, backend, model, presets, own, limit)
+    todo, n_gen, done = plan(store, backend, model, presets, own, limit, shuffled)
     report = RejudgeReport(backend, model, n_gen, len(todo) + done, done)
     statuses: Counter[str] = Counter()
     known_agents: set[str] = set()
