@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     agent_backlog: int = Field(32, ge=1, le=10_000,
                                description="deliveries the agents may have waiting; beyond it their ratings are "
                                            "recorded as pending (`rlli rejudge` fills them) and the page says so")
+    trunk_cache_mib: float = Field(64.0, ge=0.0, le=65536.0,
+                                   description="memory for trunks kept across rounds (fork-step latents), so a request "
+                                               "alone in its round can start from a similar earlier one's; 0 = off")
     shutdown_grace_s: float = Field(8.0, gt=0.0, le=60.0,
                                     description="on SIGTERM/SIGINT: seconds the running round and the agents' "
                                                 "ratings in flight may take before the app exits")

@@ -22,11 +22,11 @@ import numpy as np
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
-from rlli.diffusion.engine import Engine, GroupPlan, Output, Request, expected_passes, independent_groups
+from rlli.diffusion.engine import Engine, Output, Request, expected_passes, independent_groups
 from rlli.grouping import Group, group_prompts
 from rlli.personas.judge import BigFive
 from rlli.policy.api import AllocationReport, Policy, UserAllocation, allocate_round, get_policy
-from rlli.policy.sharing import MemberFork, break_budget, decide_forks, fork_rule_path, load_fork_rule, measured_with, member_plan
+from rlli.policy.sharing import MemberFork, decide_round, fork_rule_path, generate_round, load_fork_rule, measured_with
 
 MAX_SEED = 2**31 - 1
 
@@ -62,7 +62,8 @@ class RoundGroup:
     anchor: int  # request index of the medoid prompt whose trajectory the group shares
     members: tuple[int, ...]  # request indices
     similarity: tuple[float, ...]  # each member's cosine similarity to the anchor, in members' order
-    fork_steps: tuple[int, ...]  # each member's fork step s_k, in members' order (the anchor's = the prefix)
+    fork_steps: tuple[int, ...]  # each member's steps run on the server before its hand-off (the anchor's = the prefix)
+    depth: int = 1  # levels of the split tree (1: every member leaves the anchor's trunk)
 
     @property
     def prefix_steps(self) -> int:
@@ -136,6 +137,8 @@ class Accounting:
     calibrated: bool  # a fork rule measured for this configuration was used
     policy: str
     wall_independent_s: float | None = None  # when the round compares
+    passes_trunk_probe: int = 0  # of passes_fork_decision: probing trunks kept from earlier rounds
+    trunk_cache: dict | None = None  # the kept trunks' counts after this round (hits, evictions, bytes), if any
 
     @property
     def passes_saved(self) -> int:
@@ -188,8 +191,8 @@ class RoundReport:
 
     @property
     def shared_members(self) -> int:
-        """Members (not anchors) that took at least one step from a shared prefix."""
-        return sum(1 for r in self.requests if r.fork_step > 0 and not r.is_anchor)
+        """Requests that took at least one step computed for another prompt (a trunk in this round or a kept one)."""
+        return sum(1 for r in self.requests if r.output.foreign_steps > 0)
 
 
 # ----------------------------------------------------------------------------- the round
@@ -227,14 +230,16 @@ def _fidelity(backbone, images: list[np.ndarray], prompts: list[str]) -> list[fl
 def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
               traits: Sequence[BigFive] | None = None, policy: Policy | str | None = None, compare: bool = False,
               on_phase: Callable[[Phase], None] | None = None, backbone=None,
-              groups: Sequence[Group] | None = None) -> RoundReport:
+              groups: Sequence[Group] | None = None, trunks=None, split_tree: bool = True) -> RoundReport:
     """Run one round of ``requests`` (prompts already checked; request i's seed is its own noise).
 
     ``traits``: each request's Big-Five (default: population-average users); ``policy``: the allocation
     policy or its name (default ``settings.policy``); ``compare``: also generate every request independently
     (its twin) in the same run; ``on_phase(phase)`` hears each :class:`Phase` as it starts; ``backbone`` and
     ``groups`` fix those parts (tests, calibration); by default the configured backbone and the app's
-    grouping.
+    grouping. ``trunks`` (a :class:`rlli.diffusion.trunks.TrunkCache` owned by the caller) lets a request that
+    shares with nobody in this round start from a trunk kept from an earlier round; ``split_tree`` lets members
+    that agree with each other more than with the anchor leave it together as a sub-trunk.
     """
     s = settings or Settings()
     requests = list(requests)
@@ -260,7 +265,8 @@ def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
     tell(Phase.FORK_DECISION)
     t = time.perf_counter()
     rule, rule_notice = load_fork_rule(fork_rule_path(s), measured_with(backbone.name, plan, s.text_model))
-    decision = decide_forks(engine, requests, groups, plan, rule, s.quality_tolerance, break_budget(s), rule_notice)
+    sharing = decide_round(engine, requests, groups, plan, s, rule, rule_notice, cache=trunks, split_tree=split_tree)
+    decision = sharing.decision
     timings[Phase.FORK_DECISION] = time.perf_counter() - t
 
     tell(Phase.ALLOCATION)
@@ -268,12 +274,15 @@ def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
     allocation = allocate_round(groups, decision.forks, list(traits), s, seed, payload, policy)
     choice = {u.request_index: u.shared_steps for u in allocation.allocation.users
               if not decision.forks[u.request_index].is_anchor}
-    plans: list[GroupPlan] = member_plan(groups, decision.forks, choice)
+    # a request alone in this round that starts from a trunk kept from an earlier round takes the kept step the
+    # probe allowed (the system model prices it as a lone user: the kept steps cost this round nothing)
+    choice.update({k: hit.step for k, hit in sharing.hits.items()})
     timings[Phase.ALLOCATION] = time.perf_counter() - t
 
     tell(Phase.GENERATION)
     t = time.perf_counter()
-    result = engine.run(requests, plans, plan)
+    result, trees = generate_round(engine, requests, groups, plan, sharing, choice, cache=trunks,
+                                   probe_step=rule.probe_step if rule is not None else 1)
     timings[Phase.GENERATION] = time.perf_counter() - t
 
     tell(Phase.SCORING)
@@ -292,8 +301,9 @@ def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
     users = {u.request_index: u for u in allocation.allocation.users}
     records = tuple(RequestResult(i, r.prompt, int(r.seed), group_of[i], result.outputs[i], decision.forks[i], users[i],
                                   fidelity[i], twins[i], fidelity_twins[i]) for i, r in enumerate(requests))
-    round_groups = tuple(RoundGroup(gi, p.anchor, tuple(p.members), tuple(round(float(x), 4) for x in g.similarity),
-                                    tuple(p.member_steps)) for gi, (g, p) in enumerate(zip(groups, plans)))
+    round_groups = tuple(RoundGroup(gi, g.anchor, tuple(g.members), tuple(round(float(x), 4) for x in g.similarity),
+                                    tuple(tr.shared_steps_of(k) for k in g.members), tr.depth)
+                         for gi, (g, tr) in enumerate(zip(groups, trees)))
     accounting = Accounting(
         passes=decision.passes + result.denoiser_passes, passes_generation=result.denoiser_passes,
         passes_fork_decision=decision.passes, passes_independent=expected_passes(independent_groups(len(requests)), plan),
@@ -302,7 +312,8 @@ def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
         engine_wall_s=EngineWall(**{k: round(float(v), 4) for k, v in result.wall_s.items()}),
         backbone=backbone.name, steps=plan.steps, scheduler=plan.scheduler, calibrated=rule is not None,
         policy=allocation.allocation.policy,
-        wall_independent_s=None if wall_independent is None else round(wall_independent, 4))
+        wall_independent_s=None if wall_independent is None else round(wall_independent, 4),
+        passes_trunk_probe=sharing.passes_cache_probe, trunk_cache=None if trunks is None else trunks.snapshot())
     notices = tuple(n for n in (rule_notice, allocation.notice.message if allocation.notice else None) if n)
     return RoundReport(uuid.uuid4().hex, seed, records, round_groups, accounting, allocation, traits, payload,
                        notices, s.public_dict())

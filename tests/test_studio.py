@@ -207,6 +207,24 @@ def test_invited_personas_write_their_version_of_the_visitors_prompt_and_share_i
     assert len(me.group.members) == 4 and sum(g.fork_step > 0 for g in [me, *guests] if not g.is_anchor) >= 1
 
 
+def test_a_lone_visitor_can_start_from_a_trunk_kept_from_an_earlier_round(tmp_path, rule_path):
+    from rlli.ui.participate_tab import journey
+
+    st = Studio(fast_settings(tmp_path, fork_rule=rule_path))
+    try:
+        [first] = st.participate(ME, "a red house on grass at sunset", seed=51)
+        [second] = st.participate(Visitor("browser:later-visitor-01"), "a red house on the grass at sunset", seed=52)
+    finally:
+        st.close(grace_s=1.0)
+    assert first.result.output.start_origin is None
+    origin = second.result.output.start_origin
+    assert origin is not None and origin["prompt"] == first.prompt and second.result.output.foreign_steps > 0
+    assert second.result.output.noise_seed == 51  # seed provenance stays exact: the earlier request's noise
+    assert "shared with a request from" in journey(second)
+    acc = st.recent[0].report.accounting
+    assert acc.trunk_cache["hits"] >= 1 and acc.passes_trunk_probe > 0
+
+
 def test_concurrent_visitors_share_one_round_and_its_steps(tmp_path, rule_path):
     """The round closes when its third request arrives (the window is a minute: it closes on the count, no timing
     involved); the three similar prompts form one group and the members share the anchor's steps."""

@@ -73,8 +73,13 @@ class InProcessBackend:
     name = "inprocess"
 
     def __init__(self, settings: Settings, run: Callable[..., RoundReport] = run_round):
+        from rlli.diffusion.trunks import TrunkCache
+
         self.settings = settings
         self._run = run
+        # trunks kept across this backend's rounds (bounded by bytes): a lone request may start from a similar
+        # earlier request's trunk
+        self.trunks = TrunkCache(max_bytes=int(settings.trunk_cache_mib * 2**20)) if settings.trunk_cache_mib else None
         self.batcher: RoundBatcher[_Pending, RoundSlice] = RoundBatcher(
             self._run_jobs, settings.round_window_s, settings.round_max_requests)
 
@@ -97,7 +102,7 @@ class InProcessBackend:
             traits += list(p.job.traits)
             spans.append(tuple(range(start, len(requests))))
         listeners = [p.on_phase for p in pending if p.on_phase is not None]
-        report = self._run(requests, self.settings, traits=traits, on_phase=fan_out(listeners))
+        report = self._run(requests, self.settings, traits=traits, on_phase=fan_out(listeners), trunks=self.trunks)
         return [RoundSlice(report, span) for span in spans]
 
 

@@ -40,6 +40,11 @@ def journey(d: Delivered) -> str:
     else:
         lines.append(f"- allocation by **{e(d.policy)}**: bandwidth {100 * u.bandwidth_share:.0f}% of the band, "
                      f"server compute {100 * u.compute_share:.0f}%")
+    origin = d.result.output.start_origin
+    if origin:
+        lines.append(f"- your image started from a trunk kept from an earlier round: **shared with a request from "
+                     f"{float(origin.get('age_s', 0.0)):.0f} seconds ago** (*{e(str(origin.get('prompt', '')))}*; its "
+                     f"first {origin.get('step', d.fork_step)} steps, noise of seed {d.result.output.noise_seed})")
     lines += [f"- simulated delay **{u.delay_s:.2f} s** (server {u.delay_server_s:.2f}, transmit {u.delay_tx_s:.2f}, "
               f"device {u.delay_device_s:.2f}); your energy {u.energy_j:.2f} J",
               f"- predicted quality {u.quality:.2f}"
