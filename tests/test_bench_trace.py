@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlli.commands.bench_trace import main, read_trace, rounds_of
+from rlli.commands.bench_trace import read_trace, rounds_of
+from rlli.commands.main import main
 
 
 def test_a_trace_reads_seconds_and_prompts_in_arrival_order(tmp_path):
@@ -29,5 +30,34 @@ def test_rounds_close_after_the_window_or_at_the_cap():
 def test_the_command_reports_a_bad_trace_without_a_traceback(tmp_path, capsys):
     p = tmp_path / "t.txt"
     p.write_text("nonsense\n")
-    assert main(["--trace", str(p), "--json"]) == 2
+    assert main(["bench", "sharing", "--trace", str(p), "--json"]) == 2
     assert "trace line 1" in capsys.readouterr().err
+
+
+def test_a_trace_may_name_the_tab_each_request_came_from(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("0\tparticipate\ta red house\n1.5\tshared-round\ta blue boat\n")
+    assert read_trace(p) == [(0.0, "a red house"), (1.5, "a blue boat")]
+
+
+def test_the_trace_replay_runs_the_app_round_and_reuses_trunks_across_rounds(tmp_path, monkeypatch, capsys):
+    """A short replay on the shipped model at 2 steps with a rule that lets light edits share: the second round's
+    lone request starts from the first round's trunk (no second pipeline: every round is run_round)."""
+    import json
+
+    import rlli.policy.sharing as sharing
+    from rlli.text import text_model_id
+    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
+            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
+            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
+            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
+                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
+    (tmp_path / "rule.json").write_text(json.dumps(rule))
+    trace = tmp_path / "t.txt"
+    trace.write_text("0\ta red house on grass at sunset\n10\ta red house on the grass at sunset\n")
+    monkeypatch.setenv("RLLI_FORK_RULE", str(tmp_path / "rule.json"))
+    assert main(["bench", "sharing", "--trace", str(trace), "--steps", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["rounds"] == 2 and r["cache_hits"] == 1 and r["hits"][0]["from_prompt"] == "a red house on grass at sunset"
+    assert r["calls_shared"] < r["calls_independent"] + r["calls_cache_probe"] + r["calls_fork_decision"]
+    assert r["saved_across_rounds"] > -1 and r["saved_within_rounds"] <= 0

@@ -106,9 +106,11 @@ class _Tally:
     shared_members: int = 0
     anchors_image: int = 0
     broken: int = 0
+    unreliable: int = 0
+    depth: int = 0
     last: RoundReport | None = None
 
-    def add(self, report: RoundReport, broken: int) -> None:
+    def add(self, report: RoundReport, broken: tuple[int, int, int]) -> None:
         a = report.accounting
         self.passes += a.passes
         self.decision += a.passes_fork_decision
@@ -116,23 +118,44 @@ class _Tally:
         self.images += [r.image for r in report.requests]
         self.shared_members += report.shared_members
         self.anchors_image += sum(r.output.is_anchors_image for r in report.requests)
-        self.broken += broken
+        self.broken += broken[1]
+        self.unreliable += broken[2]
+        self.depth = max([self.depth, *(g.depth for g in report.groups)])
         self.last = report
 
 
-def _broken_members(engine: Engine, report: RoundReport, plan: Plan, scorer) -> int:
-    """Members whose image lost a stated attribute that the same noise without sharing (its twin) gets right."""
-    moved = [r for r in report.requests if r.fork_step > 0 and not r.is_anchor]
+def _broken_reliable(engine: Engine, report: RoundReport, plan: Plan) -> tuple[int, int, int]:
+    """(members that took steps computed for another prompt, how many of them lost a stated attribute that their
+    unshared twin - same noise, no sharing - shows, how many lost only attributes the embedded model renders
+    unreliably (warmth, detail), counted apart). Without a world: similarity to the twin decides."""
+    from rlli.calibration.fork_rule import scorer_for
+    from rlli.calibration.guarantee import UNRELIABLE
+
+    moved = [r for r in report.requests if r.output.foreign_steps > 0]
     if not moved:
-        return 0
+        return 0, 0, 0
     twins = engine.run([Request(r.prompt, seed=r.output.noise_seed) for r in moved], independent_groups(len(moved)),
                        plan).outputs
-    return sum(_broken(scorer, np.stack([r.image for r in moved]), np.stack([t.image for t in twins]),
-                       [r.prompt for r in moved]))
+    imgs, tw = np.stack([r.image for r in moved]), np.stack([t.image for t in twins])
+    if getattr(engine.backbone, "world", None) is None:
+        return len(moved), int(sum(scorer_for(engine.backbone)(imgs, [r.prompt for r in moved], tw)[1])), 0
+    from rlli.diffusion.fidelity import read_attributes
+    from rlli.diffusion.tiny import world
+
+    broken = unreliable = 0
+    for r, f, ft in zip(moved, read_attributes(imgs), read_attributes(tw)):
+        lost = [k for k, v in world.parse_prompt(r.prompt).items() if ft[k] == v and f[k] != v]
+        if any(k not in UNRELIABLE for k in lost):
+            broken += 1
+        elif lost:
+            unreliable += 1
+    return len(moved), broken, unreliable
 
 
 def _figures(t: _Tally, passes_i: int, wall_i: float, q_i: float | None, prompts: list[str], repeats: int,
              scorer_name: str) -> dict:
+    from rlli.calibration.guarantee import clopper_pearson_upper
+
     q_s, metric = _quality(np.stack(t.images), prompts * repeats)
     r = t.last
     return {
@@ -153,17 +176,22 @@ def _figures(t: _Tally, passes_i: int, wall_i: float, q_i: float | None, prompts
         "quality_shared": None if q_s is None else round(q_s, 2),
         "quality_independent": None if q_i is None else round(q_i, 2),
         "quality_metric": metric,
+        "members": len(prompts) * repeats,
         "members_sharing": t.shared_members,
+        "broken": t.broken,
         "members_broken": t.broken,
         "broken_rate": round(t.broken / (len(prompts) * repeats), 4),
-        "broken_metric": scorer_name,
+        "broken_upper95": round(clopper_pearson_upper(t.broken, len(prompts) * repeats), 4),
+        "broken_unreliable_only": t.unreliable,
+        "broken_metric": scorer_name + "; attributes the model renders unreliably (warmth, detail) counted apart",
+        "tree_depth": t.depth,
         "members_with_anchors_image": t.anchors_image,
         "handoff_bytes_per_round": r.accounting.handoff_bytes,
     }
 
 
 def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: int = 0, repeats: int = 4,
-                  oracle: bool = False, policies: tuple[str, ...] = ("fork_max",)) -> dict:
+                  oracle: bool = False, policies: tuple[str, ...] = ("fork_max",), split_tree: bool = True) -> dict:
     """The app's rounds (:func:`rlli.service.run_round` with the default policy, ``RLLI_POLICY``) versus the same
     prompts generated independently - same backbone, seeds and batching - ``repeats`` times with fresh seeds
     (seed + 1000 r + i), in one run; the same rounds under each of ``policies`` (default ``fork_max``: every
@@ -192,8 +220,8 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
     for r in range(repeats):
         requests = [Request(p, seed=seed + 1000 * r + i, request_id=str(i)) for i, p in enumerate(prompts)]
         for name, policy in arms.items():
-            report = run_round(requests, settings, policy=policy, backbone=backbone)
-            tallies[name].add(report, _broken_members(engine, report, plan, scorer))
+            report = run_round(requests, settings, policy=policy, backbone=backbone, split_tree=split_tree)
+            tallies[name].add(report, _broken_reliable(engine, report, plan))
         indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)  # pays its own encoding
         wall_i += indep.wall_s["total"]
         passes_i += indep.denoiser_passes
@@ -221,6 +249,7 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
         "repeats": repeats,
         **per_arm["default"],
         **{name: per_arm[name] for name in policies},
+        "split_tree": split_tree,
         "calibrated": last.accounting.calibrated,
         "notice": "; ".join(last.notices) or None,
         "backbone": backbone.name,

@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from rlli.commands.io import positive_int, print_json, seed_int, unit_float
+from rlli.commands.io import fail, positive_int, print_json, seed_int, unit_float
 from rlli.config import Settings
 
 
@@ -67,15 +67,37 @@ def _print_sharing(r: dict) -> None:
           f"ratio {r['wall_ratio']:.3f} (pass ratio {r['pass_ratio']:.3f})")
     print(f"quality:         shared {r['quality_shared']}  independent {r['quality_independent']}  "
           f"[{r['quality_metric']}]")
-    print(f"broken by sharing: {r['members_broken']} of {r['prompts'] * r['repeats']} members "
-          f"({100 * r['broken_rate']:.1f}%; {r['members_sharing']} shared steps; "
-          f"{r['members_with_anchors_image']} got the anchor's image) [{r['broken_metric']}]")
+    print(f"broken by sharing: {r['broken']} of {r['members']} members ({100 * r['broken_rate']:.1f}%, one-sided 95% "
+          f"upper bound {100 * r['broken_upper95']:.1f}%; {r['members_sharing']} shared steps; "
+          f"{r['members_with_anchors_image']} got the anchor's image) [{r['broken_metric']}]; tree depth "
+          f"{r['tree_depth']}")
 
 
 def _bench(args) -> int:
     from rlli.commands import bench
 
     s = _settings(args)
+    if args.what == "sharing" and args.trace:
+        from rlli.commands.bench_trace import bench_trace, read_trace
+
+        try:
+            trace = read_trace(args.trace)
+        except ValueError as e:
+            return fail(f"{args.trace}: {e}")
+        r = bench_trace(s, trace, seed=args.seed, cache_mib=args.cache_mib, split_tree=not args.no_tree)
+        if args.json:
+            print_json(r)
+            return 0
+        print(f"{r['requests']} requests in {r['rounds']} rounds (window {r['round_window_s']} s, cap "
+              f"{r['round_max_requests']}), {r['steps']} steps, policy {r['policy']}, backbone {r['backbone']}")
+        print(f"denoiser passes: shared {r['calls_shared']} vs independent {r['calls_independent']} "
+              f"({100 * r['calls_saved']:.1f}% fewer: {100 * r['saved_within_rounds']:.1f}% within rounds, "
+              f"{100 * r['saved_across_rounds']:.1f}% across rounds)")
+        print(f"kept trunks: {r['cache_hits']} hits, {r['cache_misses']} misses, {r['cache_evictions']} evictions, "
+              f"{r['cache_bytes'] / 2**20:.2f} MiB; wall ratio {r['wall_ratio']:.3f} (pass ratio {r['pass_ratio']:.3f})")
+        print(f"quality shared {r['quality_shared']} / independent {r['quality_independent']}; broken {r['broken']} of "
+              f"{r['members']} (upper 95% {r['broken_upper95']:.3f})")
+        return 0
     if args.what == "sharing":
         prompts = None
         if args.prompts:
@@ -83,7 +105,8 @@ def _bench(args) -> int:
 
             with open(args.prompts, encoding="utf-8") as f:
                 prompts = parse_prompts(f.read(), max_prompts=256, max_chars=s.max_prompt_chars)
-        r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats, oracle=args.oracle)
+        r = bench.bench_sharing(s, prompts, seed=args.seed, repeats=args.repeats, oracle=args.oracle,
+                                split_tree=not args.no_tree)
         if args.json:
             print_json(r)
         else:
@@ -273,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--group-threshold", type=unit_float, default=None)
     bs.add_argument("--oracle", action="store_true",
                     help="also try every member's s_k on the backbone: the best saving any per-member plan reaches")
+    bs.add_argument("--trace", default="", help="replay requests arriving over time (SECONDS<TAB>PROMPT per line) in "
+                                                "the app's rounds, with trunks kept across rounds")
+    bs.add_argument("--cache-mib", type=float, default=64.0, help="memory for kept trunks in --trace (default 64)")
+    bs.add_argument("--no-tree", action="store_true", help="one-level forks only (no sub-trunks), for comparison")
     _add_backbone_flags(bs)
     bs.add_argument("--json", action="store_true")
     bs.set_defaults(func=_bench)
