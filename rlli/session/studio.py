@@ -1,5 +1,7 @@
 """The studio: visitors and personas join live rounds, rate, and see what the backend did.
 
+Records live in :mod:`rlli.session.records`; storing a round in :mod:`rlli.session.recording`.
+
 ``ui`` calls this; this calls admission (:mod:`rlli.session.admission`), the backend that runs rounds
 (:mod:`rlli.serve.backend`, which calls the one round function :func:`rlli.service.run_round`), the store,
 and the agents' jobs (:mod:`rlli.session.agents`) with the raters :func:`rlli.session.raters.raters_for`
@@ -16,19 +18,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-
-import numpy as np
+from dataclasses import replace
 
 from rlli.config import Settings
 from rlli.diffusion.engine import Request
-from rlli.personas.judge import BigFive, Persona, Rating
+from rlli.personas.judge import Persona
 from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, backend_for, fan_out
-from rlli.service import Phase, RequestResult, RoundGroup, RoundReport, reallocate
+from rlli.service import Phase, RoundReport, reallocate
 from rlli.session.admission import MAX_RAW_PROMPT, RateLimiter, StudioError, check_pasted, check_prompt
 from rlli.session.agents import BUSY, AgentJobs
 from rlli.session.raters import Rater, raters_for
+from rlli.session.recording import Rendezvous, delivery_of, has_world, record_round, storage_errors
+from rlli.session.records import AgentScore, Ask, Delivered, RoundView, Visitor, new_visitor_key
 
 log = logging.getLogger(__name__)
 
@@ -36,113 +37,6 @@ JUDGE_WAIT_S = 120.0  # how long a rating waits for the agents' scores of the sa
 ROUND_PHASES: tuple[Phase, ...] = (Phase.GROUPING, Phase.FORK_DECISION, Phase.ALLOCATION, Phase.GENERATION,
                                    Phase.SCORING, Phase.STORAGE)  # what a person's progress bar shows, in order
 SHUTTING_DOWN = "The server is stopping and takes no new requests; please come back in a minute."
-
-
-@contextmanager
-def storage_errors(what: str):
-    """A locked or unreachable database, or a full disk, becomes a clear StudioError; nothing half-written
-    remains (every unit of work is one transaction, images are written atomically before it)."""
-    from rlli.store import StoreError
-
-    try:
-        yield
-    except StoreError as e:
-        raise StudioError(f"{what} could not be stored: {e}. Nothing was changed; try again in a moment.") from None
-    except OSError as e:
-        raise StudioError(f"{what} could not be stored: the server's disk refused the write ({e.strerror}). "
-                          "Nothing was changed.") from None
-
-
-@dataclass(frozen=True)
-class Visitor:
-    """One browser: an anonymous token kept in the browser (or a Hugging Face login), and its profile."""
-
-    key: str
-    traits: BigFive | None = None
-    instrument: str = ""  # "tipi" when the questionnaire was taken
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not 8 <= len(self.key) <= 200:
-            raise StudioError("This browser has no valid visitor id; reload the page.")
-
-
-def new_visitor_key() -> str:
-    return "browser:" + secrets.token_urlsafe(18)
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One request into a round: a person's prompt, or a persona's."""
-
-    prompt: str
-    seed: int
-    visitor: Visitor | None = None
-    persona: Persona | None = None
-    written_by: str = ""  # a persona's prompt: how it was written (the LLM author, ...)
-
-    @property
-    def who(self) -> str:
-        return self.persona.name if self.persona else "you"
-
-    @property
-    def traits(self) -> BigFive:
-        if self.persona is not None:
-            return self.persona.traits
-        return self.visitor.traits if self.visitor and self.visitor.traits else BigFive()
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """What one request got, as the page shows it: the round's record of it, plus who and where it is stored."""
-
-    round_no: int
-    generation_id: int
-    who: str
-    result: RequestResult
-    group: RoundGroup
-    anchor_prompt: str
-    steps: int
-    policy: str
-    notices: tuple[str, ...] = ()
-    written_by: str = ""  # a persona's prompt: how it was written (the LLM, or composed without one)
-
-    @property
-    def prompt(self) -> str:
-        return self.result.prompt
-
-    @property
-    def image(self) -> np.ndarray:
-        return self.result.image
-
-    @property
-    def fork_step(self) -> int:
-        return self.result.fork_step
-
-    @property
-    def own_steps(self) -> int:
-        return self.steps - self.result.fork_step
-
-    @property
-    def is_anchor(self) -> bool:
-        return self.result.is_anchor
-
-
-@dataclass(frozen=True)
-class RoundView:
-    """A finished round for the System tab."""
-
-    number: int
-    finished: float
-    who: tuple[str, ...]
-    report: RoundReport
-    deliveries: tuple[Delivered, ...]
-
-
-@dataclass(frozen=True)
-class AgentScore:
-    persona: str
-    as_you: bool
-    rating: Rating
 
 
 class Studio:
@@ -153,7 +47,7 @@ class Studio:
         self._store_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._round_no = 0
-        self._rounds: dict[str, _Rendezvous] = {}  # round id -> its parties meeting to store it once
+        self._rounds: dict[str, Rendezvous] = {}  # round id -> its parties meeting to store it once
         self._round_order: deque[str] = deque()
         self.recent: deque[RoundView] = deque(maxlen=20)
         self.limiter = RateLimiter(self.settings.rate_limit_per_min)
@@ -207,7 +101,7 @@ class Studio:
         preferences. Each :class:`Ask` says how it was written (``written_by``)."""
         personas = [self.persona(n) for n in names]
         asks = []
-        if visitor_prompt is not None and _has_world(self.settings):
+        if visitor_prompt is not None and has_world(self.settings):
             import numpy as np
 
             from rlli.diffusion.tiny.variants import persona_version
@@ -315,7 +209,7 @@ class Studio:
             rv = self._rounds.get(report.round_id)
             if rv is None:
                 self._round_no += 1
-                rv = self._rounds[report.round_id] = _Rendezvous(self._round_no, len(report.requests))
+                rv = self._rounds[report.round_id] = Rendezvous(self._round_no, len(report.requests))
                 self._round_order.append(report.round_id)
                 while len(self._round_order) > 200:
                     self._rounds.pop(self._round_order.popleft(), None)
@@ -336,12 +230,12 @@ class Studio:
                                    lambda a=a, d=d: self._record_pending(a, d))
         return deliveries
 
-    def _record_round(self, rv: _Rendezvous, report: RoundReport) -> None:
+    def _record_round(self, rv: Rendezvous, report: RoundReport) -> None:
         try:
             asks = [rv.asks[i] for i in range(rv.total)]
-            deliveries = [self._delivery(rv.number, a, report, i) for i, a in enumerate(asks)]
+            deliveries = [delivery_of(rv.number, a, report, i) for i, a in enumerate(asks)]
             with storage_errors("This round"):
-                ids = self._record(self.store(), asks, report, deliveries)
+                ids = record_round(self.store(), self.settings, asks, report, deliveries)
             rv.deliveries = [replace(d, generation_id=gid) for d, gid in zip(deliveries, ids.generation_ids)]
             with self._count_lock:
                 self.recent.appendleft(RoundView(rv.number, time.time(), tuple(a.who for a in asks), report,
@@ -350,45 +244,6 @@ class Studio:
             rv.error = e if isinstance(e, StudioError) else StudioError(f"This round could not be stored ({e}).")
         finally:
             rv.done.set()
-
-    @staticmethod
-    def _delivery(number: int, ask: Ask, report: RoundReport, i: int) -> Delivered:
-        r = report.requests[i]
-        notices = list(report.notices)
-        if r.output.is_anchors_image:
-            notices.append("You received the anchor's image: every step was shared with a different prompt.")
-        return Delivered(round_no=number, generation_id=-1, who=ask.who, result=r, group=report.groups[r.group],
-                         anchor_prompt=r.output.anchor_prompt, steps=report.accounting.steps,
-                         policy=report.accounting.policy, notices=tuple(notices), written_by=ask.written_by)
-
-    def _record(self, store, asks: list[Ask], report: RoundReport, deliveries: list[Delivered]):
-        from rlli.personas.describe import describe_image
-        from rlli.store import ParticipantRecord, RoundRecord
-
-        participants = []
-        for a in asks:
-            v = a.visitor
-            participants.append(None if v is None else store.upsert_participant(ParticipantRecord(
-                "human", v.key, traits=v.traits.as_tuple() if v.traits else None, instrument=v.instrument)))
-        world = _has_world(self.settings)
-        extras = []
-        for a, d in zip(asks, deliveries):
-            u = d.result.allocation
-            extras.append({
-                "description": describe_image(d.image, d.prompt) if world else "", "fidelity": d.result.fidelity,
-                "quality": u.quality, "bandwidth_share": u.bandwidth_share, "compute_share": u.compute_share,
-                "delay_s": u.delay_s, "delays": {"server": u.delay_server_s, "transmit": u.delay_tx_s,
-                                                 "device": u.delay_device_s},
-                "energy_j": u.energy_j,
-                "extras": {"image_source": d.result.output.image_source, "noise_seed": d.result.output.noise_seed,
-                           "who": d.who, "max_shared_steps": d.result.fork.max_shared_steps,
-                           "written_by": a.written_by}})
-        record = RoundRecord.from_engine(
-            report.outputs, [_GroupShape(g.members, g.anchor, g.prefix_steps) for g in report.groups], report.seed,
-            participants=participants, extras=extras, similarity=[g.similarity for g in report.groups],
-            policy=report.accounting.policy, backbone=report.accounting.backbone, steps=report.accounting.steps,
-            settings=report.settings, accounting=_accounting_json(report))
-        return store.record_round(record)
 
     def reallocate(self, view: RoundView, policy_name: str):
         """The allocation another policy would give the same round (same fork decisions, links and personas)."""
@@ -502,51 +357,11 @@ class Studio:
         return out
 
 
-@dataclass
-class _Rendezvous:
-    """The parties of one round meeting so that the round is stored once, with every request's requester."""
-
-    number: int
-    total: int
-    asks: dict[int, Ask] = field(default_factory=dict)
-    recording: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    deliveries: list[Delivered] = field(default_factory=list)
-    error: Exception | None = None
-
-
-@dataclass(frozen=True)
-class _GroupShape:
-    """A group as the store's round record reads it (members, anchor, the prefix's steps)."""
-
-    members: tuple[int, ...]
-    anchor: int
-    shared_steps: int
-
-
 def _backend_error(e: RuntimeError) -> Exception:
     """A remote backend that lost its replicas (Ray) says so to the visitor; any other error stays a bug."""
     if type(e).__name__ == "RayBackendError":
         return StudioError(str(e))
     return e
-
-
-def _has_world(settings: Settings) -> bool:
-    from rlli.diffusion import get_backbone
-
-    return get_backbone(settings).world is not None
-
-
-def _accounting_json(report: RoundReport) -> dict:
-    from dataclasses import asdict
-
-    a = report.accounting
-    out = asdict(a)
-    out["energy_j"] = {"policy": round(report.allocation.allocation.energy_j, 3),
-                       "no_sharing": round(report.allocation.no_sharing.energy_j, 3),
-                       "equal_split": round(report.allocation.equal.energy_j, 3)}
-    out["round_id"] = report.round_id
-    return out
 
 
 __all__ = ["Ask", "AgentScore", "BUSY", "Delivered", "MAX_RAW_PROMPT", "ROUND_PHASES", "RoundView", "Studio",
