@@ -281,12 +281,15 @@ def test_eval_json_has_the_issues_shape(tmp_path, tiny_runs, capsys, monkeypatch
 
     for algo in ("gddpg", "ddpg"):
         shutil.copytree(tiny_runs[algo][1], tmp_path / algo / "seed0")
+    shutil.copytree(tiny_runs["gddpg"][1], tmp_path / "gddpg_t1" / "seed3")  # an ablation arm: evaluated when present
     result = ev.evaluate_methods(tmp_path, P3, n_states=12, best_kw={"population": 32, "iterations": 3},
                                  log=lambda m: None)
     for key in ("methods", "gddpg_over_ddpg", "energy_saving_rounds", "beaten_best_found_rounds", "env", "ablation",
                 "references", "paired_reward", "seed_statistics", "personalisation"):
         assert key in result, key
-    assert list(result["methods"]) == list(ev.ONE_ROUND_METHODS)
+    assert list(result["methods"]) == [*ev.ONE_ROUND_METHODS, "gddpg_t1"]
+    assert result["seed_statistics"]["gddpg_t1"]["seeds"] == 1
+    assert result["prob_improvement"] == result["seed_statistics"]["p_gddpg_beats_ddpg"]
     for v in result["methods"].values():
         assert {"qoe", "qoe_ci", "energy", "delay", "gain_captured", "oracle_share", "min_qoe", "jain", "at_bounds",
                 "personalisation"} <= set(v)
