@@ -11,7 +11,7 @@ from rlli.network.allocation import action_for, device_reference, evaluate, map_
 from rlli.network.channel import gauss_markov, path_gain, rayleigh, shannon_rate
 from rlli.network.env import ENV_ID, SEQ_ENV_ID, RoundAllocationEnv, SequentialAllocationEnv, advance
 from rlli.network.params import SystemParams
-from rlli.network.state import MemberCurves, encode, kind_curves, obs_dim, sample_states
+from rlli.network.state import MemberCurves, encode, obs_dim, sample_states
 
 P = SystemParams()
 
@@ -248,5 +248,3 @@ def test_bad_parameters_and_rules_are_refused(tmp_path):
     bad.write_text('{"fractions": [0, 1]}')
     with pytest.raises(ValueError, match="not a fork rule"):
         MemberCurves.load(bad, 20)
-    with pytest.raises(FileNotFoundError, match="calibrate"):  # the legacy reader (train.py until it switches)
-        kind_curves(tmp_path / "missing.json", 20)

@@ -8,9 +8,8 @@ The three jobs the old module mixed now live apart:
   :mod:`rlli.diffusion.tiny.calibration_prompts`;
 - the grouping-threshold sweep: :func:`rlli.calibration.grouping.threshold_sweep` on a labelled prompt set.
 
-:func:`calibrate_fork_rule` ties the measurement together. This module also keeps the earlier
-similarity quality table (:class:`QualityTable`, ``assets/calibration.json``), which the system model
-still reads for its by-variant-kind quality curves.
+:func:`calibrate_fork_rule` ties the measurement together (the grouping threshold is chosen in
+:mod:`rlli.calibration.grouping`, the held-out guarantee in :mod:`rlli.calibration.guarantee`).
 """
 
 from __future__ import annotations

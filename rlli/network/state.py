@@ -162,26 +162,6 @@ class MemberCurves:
         return cls.from_rule(d, steps, source=str(p), **kw)
 
 
-def kind_curves(calibration: str | Path, steps: int) -> dict[str, np.ndarray]:
-    """Legacy: quality curves per prompt-variant kind from the retired similarity table
-    (assets/calibration.json ``by_variant_kind``). Kept only until rlli/policy/train.py reads
-    :func:`rlli.policy.forks.training_curves`; new code passes a :class:`MemberCurves`."""
-    p = Path(calibration)
-    try:
-        table = json.loads(p.read_text())
-        kinds = table["by_variant_kind"]
-        fractions = np.asarray(table["fractions"], dtype=float)
-        s = np.arange(steps + 1) / steps
-        curves = {k: np.interp(s, fractions, np.asarray(v["quality"], dtype=float)) for k, v in kinds.items()}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no calibration table at {p}: run `python -m rlli calibrate`") from None
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{p} has no usable by_variant_kind quality curves ({e})") from None
-    if not curves:
-        raise ValueError(f"{p} has no variant kinds")
-    return curves
-
-
 def _groups(rng: np.random.Generator, k: int) -> np.ndarray:
     """Group labels for k users from a Chinese-restaurant process (concentration 1): few large groups
     and some singletons, as rounds of similar prompts look."""
@@ -195,23 +175,6 @@ def _groups(rng: np.random.Generator, k: int) -> np.ndarray:
         sizes[g] += 1
         labels[i] = g
     return labels
-
-
-def _member_curve(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
-    """A member's curve: its kind's measured drop, scaled by U(0.6, 1.4), kept monotone in [0, 1]."""
-    q = 1.0 - (1.0 - base) * rng.uniform(0.6, 1.4)
-    q = np.minimum.accumulate(np.clip(q, 0.0, 1.0))
-    q[0] = 1.0
-    return q
-
-
-def _member_cap(rng: np.random.Generator, q: np.ndarray) -> int:
-    """The fork decision's cap: half the time all N steps, else the last step within a random tolerance."""
-    n = len(q) - 1
-    if rng.random() < 0.5:
-        return n
-    ok = q >= 1.0 - rng.uniform(0.02, 0.3)
-    return int(np.argmin(ok) - 1) if not ok.all() else n
 
 
 def empty_state(batch: int, p: SystemParams) -> RoundState:
@@ -231,7 +194,7 @@ def sample_links(rng: np.random.Generator, shape, p: SystemParams) -> tuple[np.n
 
 
 def fill_groups(rng: np.random.Generator, st: RoundState, b: int, slots: np.ndarray, p: SystemParams,
-                 curves: MemberCurves | dict) -> None:
+                 curves: MemberCurves) -> None:
     """Groups (CRP), one random anchor each, and every other member's curve and cap for round ``b``'s users."""
     labels = _groups(rng, len(slots))
     st.group[b] = -1
@@ -239,7 +202,6 @@ def fill_groups(rng: np.random.Generator, st: RoundState, b: int, slots: np.ndar
     st.max_shared[b] = 0
     st.quality[b] = 1.0
     st.group[b, slots] = labels
-    legacy = list(curves.values()) if isinstance(curves, dict) else None
     for gi in range(labels.max() + 1):
         members = slots[labels == gi]
         anchor = members[rng.integers(len(members))]
@@ -248,23 +210,18 @@ def fill_groups(rng: np.random.Generator, st: RoundState, b: int, slots: np.ndar
         for m in members:
             if m == anchor:
                 continue
-            if legacy is not None:
-                q = _member_curve(rng, legacy[int(rng.integers(len(legacy)))])
-                st.quality[b, m] = q
-                st.max_shared[b, m] = _member_cap(rng, q)
-            else:
-                j = int(rng.choice(len(curves.weights), p=curves.weights))
-                st.quality[b, m] = curves.quality[j]
-                st.max_shared[b, m] = int(curves.caps[j])
+            j = int(rng.choice(len(curves.weights), p=curves.weights))
+            st.quality[b, m] = curves.quality[j]
+            st.max_shared[b, m] = int(curves.caps[j])
 
 
-def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves: MemberCurves | dict,
+def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves: MemberCurves,
                   k_range: tuple[int, int] | None = None) -> RoundState:
     """``batch`` random rounds: 2..k_max users, CRP groups with a random anchor, each other member's predicted
-    quality curve and cap from the fork rule's bins (``curves``; a legacy dict of per-kind curves still works),
+    quality curve and cap from the fork rule's bins (``curves``),
     Big-Five traits ~ U(0, 1)^5, full batteries and an empty server queue."""
     lo, hi = k_range or (2, p.k_max)
-    if isinstance(curves, MemberCurves) and curves.steps != p.steps:
+    if curves.steps != p.steps:
         raise ValueError(f"the member curves are for N = {curves.steps}, the parameters for N = {p.steps}")
     st = empty_state(batch, p)
     for b in range(batch):
