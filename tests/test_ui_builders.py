@@ -101,3 +101,13 @@ def test_the_agreement_table_shows_controls_ceiling_and_failures():
     col = TABLE_HEADERS.index
     assert overall[col("shuffled-profile rho")] != "-" and overall[col("human-human rho (same images)")] != "-"
     assert sum(t[col("failed")] for t in table) > 0
+
+
+def test_the_system_tab_names_the_allocating_checkpoint_and_what_it_learned_from():
+    from rlli.policy.api import get_policy
+    from rlli.ui.system_tab import policy_line
+
+    line = policy_line(get_policy("gddpg", Settings()))
+    assert "checkpoint `gddpg/seed0`" in line and "trait/parametric-v1" in line and "simulated rounds" in line
+    assert "below the greedy heuristic" in line  # named honestly: it is not the best method here
+    assert "checkpoint" not in policy_line(get_policy("greedy", Settings()))

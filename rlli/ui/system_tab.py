@@ -44,6 +44,34 @@ def summary(view, allocation) -> str:
     return "\n".join(lines)
 
 
+# what each method is, said plainly on the page (measured: docs/policy.md, `python -m rlli eval policy`)
+POLICY_NOTES = {
+    "gddpg": "G-DDPG, the paper's method: a diffusion-model actor; on 500 held-out rounds 0.06 reward per round "
+             "below the greedy heuristic (97.8% of the gain the best-found search captures)",
+    "ddpg": "DDPG, a plain actor-critic: 0.11 reward per round below greedy on held-out rounds",
+    "greedy": "a heuristic: each member shares within a quality tolerance, bandwidth evens out hand-off times",
+    "fork_max": "every member shares its fork decision's maximum, equal shares",
+    "best_found": "a search per round on the model itself (slow; the bound the others are measured against)",
+    "oracle": "a search per round on the model itself (slow; the bound the others are measured against)",
+    "equal": "equal shares, a third of the steps", "random": "random shares and steps", "no_sharing": "no sharing",
+}
+
+
+def policy_line(policy) -> str:
+    """Which method allocates and, for a learned one, which checkpoint and how much it learned from."""
+    name = policy.name
+    line = f"- **{html.escape(name)}**: {POLICY_NOTES.get(name, '')}"
+    meta = getattr(policy, "meta", None)
+    if meta:
+        args = meta.get("args") or {}
+        rounds = int(meta.get("iterations_done") or 0) * int(args.get("rounds_per_iteration") or 0)
+        folder = getattr(policy, "folder", None)
+        line += (f"; checkpoint `{html.escape(str(folder.parent.name + '/' + folder.name) if folder else '?')}`, "
+                 f"learned from {rounds:,} simulated rounds rated by the `{html.escape(str(meta.get('judge', '?')))}` "
+                 "judge (no people's or LLM agents' ratings reach it yet)")
+    return line
+
+
 def group_rows(view) -> list[list]:
     return [[g.number, view.report.prompts[g.anchor], len(g.members), ", ".join(str(s) for s in g.fork_steps)]
             for g in view.report.groups]
@@ -73,7 +101,10 @@ def build(studio: Studio) -> None:
             allocation = studio.reallocate(view, name)
         except StudioError as e:
             return {head: f"**{html.escape(str(e))}**"}
-        return {head: summary(view, allocation), groups: group_rows(view), tree: sharing_tree(view.report),
+        from rlli.policy.api import get_policy
+
+        text = summary(view, allocation) + "\n" + policy_line(get_policy(allocation.allocation.policy, studio.settings))
+        return {head: text, groups: group_rows(view), tree: sharing_tree(view.report),
                 bars: allocation_bars(allocation.allocation, list(view.who), view.report.prompts,
                                       view.report.accounting.steps),
                 energy: comparison_bars(allocation)}
