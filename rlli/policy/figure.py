@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-COLOURS = {"gddpg": "#d62728", "ddpg": "#1f77b4"}
-LABELS = {"gddpg": "G-DDPG (diffusion actor)", "ddpg": "DDPG (MLP actor)"}
+COLOURS = {"gddpg": "#d62728", "gddpg_t1": "#ff9896", "ddpg": "#1f77b4"}
+LABELS = {"gddpg": "G-DDPG (diffusion actor, T = 5)", "gddpg_t1": "G-DDPG, T = 1 (ablation)", "ddpg": "DDPG (MLP actor)"}
 
 
 X_AXES = {"rounds": "training rounds (environment steps)", "wall_s": "wall-clock training time (s)"}
