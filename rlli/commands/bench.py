@@ -444,8 +444,10 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
 
         requests = [Request(a.prompt, seed=a.seed, request_id=str(i)) for i, a in enumerate(asks)]
         t = time.perf_counter()
-        Engine(backbone).run(requests, independent_groups(len(requests)), plan)
+        indep = Engine(backbone).run(requests, independent_groups(len(requests)), plan)
         independent = time.perf_counter() - t
+        q_shared, metric = _quality(np.stack([r.image for r in report.requests]), [r.prompt for r in report.requests])
+        q_indep, _ = _quality(np.stack([o.image for o in indep.outputs]), [r.prompt for r in requests])
     finally:
         studio.close(grace_s=1.0)
     ratings = [sc for per in scores if isinstance(per, list) for sc in per]
@@ -460,6 +462,8 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
         "judge": {"backend": judge.backend, "model": judge.model},
         "groups": len(report.groups), "fork_steps": [r.fork_step for r in report.requests],
         "shared_members": report.shared_members, "passes_saved": a.passes_saved,
+        "quality_shared": None if q_shared is None else round(q_shared, 2),
+        "quality_independent": None if q_indep is None else round(q_indep, 2), "quality_metric": metric,
         "denoiser_passes": a.passes, "denoiser_passes_independent": a.passes_independent,
         "policy": a.policy, "cpu": _cpu_model(), "settings": s.public_dict(),
     }
