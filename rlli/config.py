@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     llm_seed: int = Field(0, ge=0, description="sampling seed sent with every request (same seed, same ratings "
                           "on servers that honour it)")
     llm_max_tokens: int = Field(96, ge=16, le=4096, description="most tokens in one reply")
+    llm_mmproj: str = Field("", description="multimodal projector GGUF for the embedded server (with RLLI_LLM_GGUF "
+                                            "a vision-language model's GGUF, e.g. a LLaVA build): agents then see "
+                                            "the pixels; none ships with the project; empty = text only")
+    llm_chat_format: str = Field("", description="llama.cpp chat format for RLLI_LLM_MMPROJ (e.g. llava-1-5); "
+                                                 "empty = llava-1-5 when a projector is set")
     llm_images: Literal["auto", "on", "off"] = Field(
         "auto", description="send the image to the model: on, off, or auto (off for the embedded model; "
                             "otherwise tried once and turned off if the endpoint refuses images)")

@@ -240,3 +240,30 @@ def test_the_author_writes_free_text_for_other_backbones_and_fails_clearly(endpo
     bad = endpoint(lambda body: completion('{"object": "dragon", "colour": "red", "count": "one"}'))
     with pytest.raises(LLMError, match="wrote no valid request after 2 tries; last: object: 'dragon'"):
         Author(settings_for(bad.url, llm_retries=1)).write(find_preset("open"))
+
+
+def test_a_local_vision_model_on_the_embedded_server_receives_the_image(endpoint, monkeypatch, tmp_path):
+    """RLLI_LLM_MMPROJ: the embedded server is started with the projector and the image part reaches it; without
+    one the embedded server gets the text reading only. (A stand-in plays the embedded server.)"""
+    import rlli.personas.llm as llm
+    from rlli.personas.server import LLMUnavailable, vision_args
+
+    e = endpoint(lambda body: completion('{"score": 7, "reason": "seen"}'))
+
+    class Stand:
+        base_url = e.url
+
+    monkeypatch.setattr(llm, "ensure_servers", lambda settings: [Stand()])
+    proj = tmp_path / "mmproj.gguf"
+    proj.write_bytes(b"GGUF")
+    d = Delivery("a red car", "an image of a red car", 1.0, 1.0, image_png=b"\x89PNG")
+    seen = LLMJudge(Settings(llm_mmproj=str(proj))).rate(find_preset("balanced"), d)
+    content = e.requests[-1]["body"]["messages"][1]["content"]
+    assert seen.score == 7 and seen.perception == "image" and isinstance(content, list)
+    assert any(part.get("type") == "image_url" for part in content)
+    blind = LLMJudge(Settings()).rate(find_preset("balanced"), d)
+    assert isinstance(e.requests[-1]["body"]["messages"][1]["content"], str) and blind.perception != "image"
+    assert vision_args(Settings(llm_mmproj=str(proj))) == ["--clip_model_path", str(proj), "--chat_format", "llava-1-5"]
+    assert vision_args(Settings()) == []
+    with pytest.raises(LLMUnavailable, match="RLLI_LLM_MMPROJ"):
+        vision_args(Settings(llm_mmproj=str(tmp_path / "missing.gguf")))

@@ -130,7 +130,9 @@ class LLMClient:
             self._formats = [settings.llm_response_format]
         else:  # llama-cpp-python's server knows json_object + schema (grammar-constrained), not json_schema
             self._formats = list(FORMATS[1:] if self.endpoint.embedded else FORMATS)
-        self._images = {"on": True, "off": False}.get(settings.llm_images, not self.endpoint.embedded)
+        # the embedded server sees pixels only with a local vision model's projector (RLLI_LLM_MMPROJ)
+        self._images = {"on": True, "off": False}.get(settings.llm_images,
+                                                      not self.endpoint.embedded or bool(settings.llm_mmproj))
         self._logprobs = True  # asked for until the endpoint refuses them
         self._lock = threading.Lock()
         self._model = self.endpoint.model

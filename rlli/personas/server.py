@@ -118,6 +118,17 @@ def start_server(settings: Settings) -> EmbeddedServer:
     return _wait_healthy(_launch(settings), settings)
 
 
+def vision_args(settings: Settings) -> list[str]:
+    """The embedded server's flags for a local vision-language model: its multimodal projector (RLLI_LLM_MMPROJ)
+    and chat format; none without a projector. A projector file that does not exist is a clear error."""
+    if not settings.llm_mmproj:
+        return []
+    proj = Path(settings.llm_mmproj).expanduser()
+    if not proj.is_file():
+        raise LLMUnavailable(f"RLLI_LLM_MMPROJ: no multimodal projector file at {proj.name!r}")
+    return ["--clip_model_path", str(proj), "--chat_format", settings.llm_chat_format or "llava-1-5"]
+
+
 def _launch(settings: Settings) -> EmbeddedServer:
     if importlib.util.find_spec("llama_cpp") is None:
         raise LLMUnavailable("llama-cpp-python is not installed (scripts/setup.sh builds it), or set "
@@ -129,6 +140,7 @@ def _launch(settings: Settings) -> EmbeddedServer:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_NAME,
            "--host", "127.0.0.1", "--port", str(port), "--n_threads", threads, "--n_threads_batch", threads,
            "--n_ctx", str(settings.llm_context), "--verbose", "False"]
+    cmd += vision_args(settings)
     env = {**os.environ, "OMP_NUM_THREADS": threads}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
