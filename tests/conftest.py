@@ -73,6 +73,25 @@ def tiny_sd_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_rule_path(tmp_path_factory):
+    """A fork rule for the shipped tiny model at 2 DDIM steps: below x0 disagreement 0.3 a member may share both
+    steps, above it none; so light edits really share in fast rounds (the shipped rule is measured at 20 steps)."""
+    import json
+
+    import rlli.policy.sharing as sharing
+    from rlli.text import text_model_id
+
+    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
+            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
+            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
+            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
+                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
+    path = tmp_path_factory.mktemp("tiny-rule") / "rule.json"
+    path.write_text(json.dumps(rule))
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_sd(tiny_sd_path):
     from rlli.diffusion.diffusers_backbone import DiffusersBackbone
 

@@ -40,22 +40,15 @@ def test_a_trace_may_name_the_tab_each_request_came_from(tmp_path):
     assert read_trace(p) == [(0.0, "a red house"), (1.5, "a blue boat")]
 
 
-def test_the_trace_replay_runs_the_app_round_and_reuses_trunks_across_rounds(tmp_path, monkeypatch, capsys):
+def test_the_trace_replay_runs_the_app_round_and_reuses_trunks_across_rounds(tmp_path, tiny_rule_path, monkeypatch,
+                                                                           capsys):
     """A short replay on the shipped model at 2 steps with a rule that lets light edits share: the second round's
     lone request starts from the first round's trunk (no second pipeline: every round is run_round)."""
     import json
 
-    import rlli.policy.sharing as sharing
-    from rlli.text import text_model_id
-    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
-            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
-            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
-            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
-                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
-    (tmp_path / "rule.json").write_text(json.dumps(rule))
     trace = tmp_path / "t.txt"
     trace.write_text("0\ta red house on grass at sunset\n10\ta red house on the grass at sunset\n")
-    monkeypatch.setenv("RLLI_FORK_RULE", str(tmp_path / "rule.json"))
+    monkeypatch.setenv("RLLI_FORK_RULE", str(tiny_rule_path))
     assert main(["bench", "sharing", "--trace", str(trace), "--steps", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["rounds"] == 2 and r["cache_hits"] == 1 and r["hits"][0]["from_prompt"] == "a red house on grass at sunset"

@@ -1,7 +1,6 @@
 """run_round - THE round - on the embedded model at a few steps and on the tiny dummy SD backbone: seeds, the
 calibrated flag, typed records, accounting, the policy's steps reaching the engine, phases, a golden slice."""
 
-import json
 import pickle
 from dataclasses import FrozenInstanceError
 
@@ -31,21 +30,6 @@ def test_the_last_seed_still_fits_every_request():
     assert [r.seed for r in requests_from(["a", "b"], 9)] == [9, 10]
 
 
-def _rule(tmp_path, steps=2):
-    import rlli.policy.sharing as sharing
-    from rlli.text import text_model_id
-
-    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": steps,
-            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
-            "edges": [0.0, 0.3], "quality": [[1] * (steps + 1), [1] + [0] * steps],
-            "broken": [[0] * (steps + 1), [0] + [1] * steps],
-            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": steps,
-                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
-    path = tmp_path / "rule.json"
-    path.write_text(json.dumps(rule))
-    return path
-
-
 def test_a_rule_for_other_steps_shares_nothing_and_says_so():
     heard = []
     r = run_round(requests_from(PROMPTS, 3), Settings(steps=2, policy="greedy"), compare=True, on_phase=heard.append)
@@ -60,8 +44,8 @@ def test_a_rule_for_other_steps_shares_nothing_and_says_so():
     assert all(np.array_equal(q.image, q.independent.image) for q in r.requests)
 
 
-def test_a_matching_rule_shares_and_the_accounting_adds_up(tmp_path):
-    s = Settings(steps=2, group_threshold=0.35, fork_rule=_rule(tmp_path), policy="greedy")
+def test_a_matching_rule_shares_and_the_accounting_adds_up(tiny_rule_path):
+    s = Settings(steps=2, group_threshold=0.35, fork_rule=tiny_rule_path, policy="greedy")
     r = run_round(requests_from(PROMPTS, 0), s, compare=True)
     a = r.accounting
     assert a.calibrated is True and r.notices == ()
@@ -79,8 +63,8 @@ def test_a_matching_rule_shares_and_the_accounting_adds_up(tmp_path):
     assert a.passes_saved == a.passes_independent - a.passes
 
 
-def test_the_fork_max_policy_takes_every_members_maximum_and_the_default_may_take_less(tmp_path):
-    s = Settings(steps=2, group_threshold=0.35, fork_rule=_rule(tmp_path), policy="no_sharing")
+def test_the_fork_max_policy_takes_every_members_maximum_and_the_default_may_take_less(tiny_rule_path):
+    s = Settings(steps=2, group_threshold=0.35, fork_rule=tiny_rule_path, policy="no_sharing")
     requests = requests_from(PROMPTS, 0)
     none = run_round(requests, s)
     most = run_round(requests, s, policy="fork_max")

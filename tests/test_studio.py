@@ -1,7 +1,6 @@
 """The app's session layer without a browser, fast: the shipped tiny model at a few steps and the trait judge.
 Rounds, ratings, agents, bad input, a dead or locked backend, batching, phases, a clean stop."""
 
-import json
 import sqlite3
 import threading
 
@@ -20,19 +19,9 @@ def fast_settings(folder, **kw) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def rule_path(tmp_path_factory):
+def rule_path(tiny_rule_path):
     """A fork rule for the tiny model at 2 steps, so that similar prompts really share in these rounds."""
-    import rlli.policy.sharing as sharing
-    from rlli.text import text_model_id
-
-    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
-            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
-            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
-            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
-                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
-    path = tmp_path_factory.mktemp("rule") / "rule.json"
-    path.write_text(json.dumps(rule))
-    return path
+    return tiny_rule_path
 
 
 @pytest.fixture(scope="module")

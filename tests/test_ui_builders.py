@@ -1,7 +1,6 @@
 """The pages' builders are pure functions of the round's records: tested here without a browser, on a real round
 of the shipped tiny model at 2 steps with a fork rule that lets similar prompts share."""
 
-import json
 
 import numpy as np
 import pytest
@@ -13,18 +12,8 @@ PROMPTS = ["a red house on grass at sunset", "a red house on the grass at sunset
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    import rlli.policy.sharing as sharing
-    from rlli.text import text_model_id
-
-    rule = {"kind": sharing.RULE_KIND, "version": 1, "steps": 2,
-            "evidence": {"name": "x0 disagreement", "probe_step": 1, "quantile": 0.98},
-            "edges": [0.0, 0.3], "quality": [[1, 1, 1], [1, 0, 0]], "broken": [[0, 0, 0], [0, 1, 1]],
-            "measured_with": {"backbone": "tiny-t2i (tiny-t2i)", "scheduler": "ddim", "steps": 2,
-                              "guidance_scale": 2.0, "text_model": text_model_id("")}}
-    path = tmp_path_factory.mktemp("rule") / "rule.json"
-    path.write_text(json.dumps(rule))
-    s = Settings(steps=2, fork_rule=path, policy="greedy")
+def report(tiny_rule_path):
+    s = Settings(steps=2, fork_rule=tiny_rule_path, policy="greedy")
     return run_round(requests_from(PROMPTS, 0), s, compare=True)
 
 
