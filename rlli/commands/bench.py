@@ -18,6 +18,7 @@ from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
 from rlli.diffusion.engine import Engine, GroupPlan, Plan, Request, expected_passes, independent_groups
 from rlli.grouping import Group
+from rlli.machine import cpu_model
 from rlli.policy.sharing import member_plan
 from rlli.service import Phase, RoundReport, run_round
 
@@ -253,7 +254,7 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
         "calibrated": last.accounting.calibrated,
         "notice": "; ".join(last.notices) or None,
         "backbone": backbone.name,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "settings": settings.public_dict(),
     }
@@ -264,18 +265,6 @@ def bench_sharing(settings: Settings, prompts: list[str] | None = None, seed: in
             d["share_of_oracle_saving"] = round(d["calls_saved"] / out["calls_saved_oracle"], 4) \
                 if out["calls_saved_oracle"] > 0 else None
     return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def bench_model(settings: Settings, seeds: int = 3, batch: int = 8) -> dict:
@@ -465,5 +454,5 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
         "quality_shared": None if q_shared is None else round(q_shared, 2),
         "quality_independent": None if q_indep is None else round(q_indep, 2), "quality_metric": metric,
         "denoiser_passes": a.passes, "denoiser_passes_independent": a.passes_independent,
-        "policy": a.policy, "cpu": _cpu_model(), "settings": s.public_dict(),
+        "policy": a.policy, "cpu": cpu_model(), "settings": s.public_dict(),
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rlli.commands.io import fail, positive_int, print_json, seed_int
+from rlli.machine import cpu_model
 
 # Eight topics of the embedded model's world, eight wordings or small variants each.
 _TOPICS_TEXT = """
@@ -196,16 +196,6 @@ def replay(backend, trace: list[Arrival], seed: int = 0) -> dict:
             "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}  # other work on the machine
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _settings(args):
     from rlli.config import Settings
 
@@ -309,7 +299,7 @@ def bench_serve(settings, trace: list[Arrival], replicas: list[int], routings: l
             r["passes_saved_vs_1_replica"] = round(r["passes_saved"] / one["passes_saved"], 3)
     top = max(replicas)
     best = next((r for r in results if r["backend"] == "ray" and r["replicas"] == top and r["routing"] == "affinity"), None)
-    return {"cpu": _cpu(), "trace_requests": len(trace), "trace_span_s": trace[-1].at_s,
+    return {"cpu": cpu_model(), "trace_requests": len(trace), "trace_span_s": trace[-1].at_s,
             "policy": settings.policy, "backbone": settings.backbone, "steps": settings.steps,
             "round_window_s": settings.round_window_s, "round_max_requests": settings.round_max_requests,
             "replica_num_cpus": num_cpus, "ray_start_s": round(start_s, 1),
@@ -349,7 +339,7 @@ def bench_kill(settings, trace: list[Arrival], replicas: int, num_cpus: float, s
         out = replay(ray, burst, seed)
         th.join(timeout=5)
         log(f"killed {killed.get('actor', 'nothing')}")
-        return {"cpu": _cpu(), "replicas": replicas, "requests": out["requests"], "answered": out["answered"],
+        return {"cpu": cpu_model(), "replicas": replicas, "requests": out["requests"], "answered": out["answered"],
                 "lost": out["lost"], "errors": out["errors"], "retried": ray.retried, "killed": bool(killed),
                 "killed_shard": killed.get("shard"), "jobs_on_killed_shard": killed.get("in_flight_jobs"),
                 "rounds": out["rounds"], "p50_s": out["p50_s"], "p95_s": out["p95_s"], "policy": settings.policy,

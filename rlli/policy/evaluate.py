@@ -12,13 +12,13 @@ Spearman between each Big-Five trait and a user's shared steps, delay and QoE).
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from rlli.machine import cpu_model
 from rlli.network.allocation import Outcome, action_for, device_reference, evaluate, map_actions, server_reference
 from rlli.network.params import SystemParams
 from rlli.network.state import MemberCurves, RoundState, encode, sample_states
@@ -404,16 +404,6 @@ def evaluate_sequential(policy_dir: Path, p: SystemParams | None = None, episode
 
 
 # ----------------------------------------------------------------------------- benchmark
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench(policy, p: SystemParams, n_states: int = 64, best_kw: dict | None = None, threads: int = 1) -> dict:

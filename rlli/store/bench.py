@@ -10,7 +10,6 @@ Both run in the same process against fresh databases of the same engine; nothing
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -103,13 +102,9 @@ def _fresh_database(url: str | None, folder: Path, name: str) -> Iterator[str]:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    from rlli.machine import cpu_model
+
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
 def bench_store(url: str | None = None, cfg: BenchConfig = BenchConfig()) -> dict:
