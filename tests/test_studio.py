@@ -346,3 +346,24 @@ def test_one_address_is_rate_limited_and_others_are_not(studio):
     with pytest.raises(StudioError, match="Enter a prompt"):  # bad input is refused before it counts
         limited.participate(ME, "", address="198.51.100.1")
     assert limited.limiter.allow("198.51.100.1") and not limited.limiter.allow("198.51.100.1")
+
+
+def test_a_backend_that_lost_its_replicas_is_a_message_to_the_visitor(tmp_path):
+    from rlli.serve.backend import BackendUnavailable
+
+    class Lost:  # a remote backend whose replicas all went away
+        name = "lost"
+
+        def submit(self, job, on_phase=None, compare=False):
+            raise BackendUnavailable("3 engine replicas went away; please try again")
+
+        exclusive = submit
+
+        def close(self, timeout_s=5.0):
+            pass
+
+    st = Studio(fast_settings(tmp_path), backend=Lost())
+    with pytest.raises(StudioError, match="replicas went away"):
+        st.participate(ME, "a red house", seed=1)
+    with pytest.raises(StudioError, match="replicas went away"):
+        st.shared_round("a red house", 0)

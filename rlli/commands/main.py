@@ -384,12 +384,11 @@ def describe_user_error(e: BaseException) -> str | None:
             f"RLLI_{'_'.join(map(str, x['loc'])).upper() or 'value'}: {x['msg']} (got {str(x.get('input'))[:40]!r})"
             for x in e.errors())
         return f"invalid setting ({problems}); see `python -m rlli settings` and the README"
+    from rlli.serve.backend import BackendUnavailable
     from rlli.session.studio import StudioError
     from rlli.store.db import StoreError
 
-    if isinstance(e, SettingsError | PromptError | StoreError | StudioError):
-        return str(e)
-    if type(e).__name__ == "RayBackendError":  # rlli.serve.ray_backend (optional: ray may not be installed)
+    if isinstance(e, SettingsError | PromptError | StoreError | StudioError | BackendUnavailable):
         return str(e)
     if isinstance(e, UnicodeDecodeError):
         return "the input is not valid UTF-8 text"

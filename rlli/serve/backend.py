@@ -26,6 +26,11 @@ from rlli.service import Phase, RoundReport, run_round
 BACKENDS = ("inprocess", "ray")
 
 
+class BackendUnavailable(RuntimeError):
+    """A backend could not answer a job (a remote one lost its replicas or cannot be reached); the message says so
+    and can be shown to the visitor."""
+
+
 @dataclass(frozen=True)
 class Job:
     """One party's requests, in order, with each requester's Big-Five (picklable: it may cross processes)."""
@@ -129,4 +134,5 @@ def backend_for(settings: Settings) -> Backend:
     return InProcessBackend(settings)
 
 
-__all__ = ["BACKENDS", "Backend", "BatcherClosed", "InProcessBackend", "Job", "RoundSlice", "backend_for", "fan_out"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "BatcherClosed", "InProcessBackend", "Job", "RoundSlice",
+           "backend_for", "fan_out"]

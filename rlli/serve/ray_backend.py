@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rlli.config import ROOT, Settings
+from rlli.serve.backend import BackendUnavailable
 from rlli.serve.batcher import BatcherClosed
 from rlli.serve.routing import ROUTINGS, Router, SemanticClusters, sampler_key
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the round's records cross from the replicas; this module ne
 DEFAULT_ROUTE_THRESHOLD = 0.5  # cosine similarity to a cluster's leader prompt (see docs/scale-out.md)
 
 
-class RayBackendError(RuntimeError):
+class RayBackendError(BackendUnavailable):
     """The Ray backend could not answer a job (every try hit a dead replica, or the cluster cannot be reached)."""
 
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 from rlli.config import Settings
 from rlli.diffusion.engine import Request
 from rlli.personas.judge import Persona
-from rlli.serve.backend import Backend, BatcherClosed, Job, RoundSlice, backend_for, fan_out
+from rlli.serve.backend import Backend, BackendUnavailable, BatcherClosed, Job, RoundSlice, backend_for, fan_out
 from rlli.service import Phase, RoundReport, reallocate
 from rlli.session.admission import MAX_RAW_PROMPT, RateLimiter, StudioError, check_pasted, check_prompt
 from rlli.session.agents import BUSY, AgentJobs
@@ -183,8 +183,8 @@ class Studio:
             report = self.backend.exclusive(job, compare=bool(compare), on_phase=on_phase)
         except BatcherClosed:
             raise StudioError(SHUTTING_DOWN) from None
-        except RuntimeError as e:
-            raise _backend_error(e) from None
+        except BackendUnavailable as e:
+            raise StudioError(str(e)) from None
         self._finish(RoundSlice(report, tuple(range(len(asks)))), asks, on_phase, rate=False)
         return next(v for v in list(self.recent) if v.report.round_id == report.round_id)
 
@@ -195,8 +195,8 @@ class Studio:
             got = self.backend.submit(job, on_phase)
         except BatcherClosed:
             raise StudioError(SHUTTING_DOWN) from None
-        except RuntimeError as e:
-            raise _backend_error(e) from None
+        except BackendUnavailable as e:
+            raise StudioError(str(e)) from None
         return self._finish(got, party, on_phase)
 
     # ---- after a round ------------------------------------------------------------------------------
@@ -355,13 +355,6 @@ class Studio:
             threading.Thread(target=self._authors.close, daemon=True, name="stop-authors").start()
         log.info("studio stopped: %s", out)
         return out
-
-
-def _backend_error(e: RuntimeError) -> Exception:
-    """A remote backend that lost its replicas (Ray) says so to the visitor; any other error stays a bug."""
-    if type(e).__name__ == "RayBackendError":
-        return StudioError(str(e))
-    return e
 
 
 __all__ = ["Ask", "AgentScore", "BUSY", "Delivered", "MAX_RAW_PROMPT", "ROUND_PHASES", "RoundView", "Studio",
