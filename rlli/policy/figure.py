@@ -16,6 +16,17 @@ LABELS = {"gddpg": "G-DDPG (diffusion actor, T = 5)", "gddpg_t1": "G-DDPG, T = 1
 X_AXES = {"rounds": "training rounds (environment steps)", "wall_s": "wall-clock training time (s)"}
 
 
+def _svg_open(width: int, height: int, title: str, left: int, escaped: bool = True) -> list[str]:
+    """An SVG document's opening: a white canvas and the title at ``left``."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+            f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+            f'<text x="{left}" y="22" font-size="14">{escape(title) if escaped else title}</text>']
+
+
+def _frame(left: int, top: int, pw: int, ph: int) -> str:
+    return f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>'
+
+
 def read_curve(path: Path, x: str = "rounds") -> tuple[np.ndarray, np.ndarray]:
     with Path(path).open() as f:
         rows = list(csv.DictReader(f))
@@ -55,10 +66,7 @@ def learning_curve_svg(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], r
     def py(y):
         return top + ph * (1 - (np.clip(y, y0, y1) - y0) / (y1 - y0))
 
-    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-          f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>',
-          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    el = _svg_open(width, height, title, left) + [_frame(left, top, pw, ph)]
     for i in range(6):
         yv = y0 + (y1 - y0) * i / 5
         xv = x0 + (x1 - x0) * i / 5
@@ -120,10 +128,7 @@ def line_chart_svg(xs: list[float], series: dict[str, tuple[np.ndarray, np.ndarr
     def py(y):
         return top + ph * (1 - (y - y0) / (y1 - y0))
 
-    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-          f'<text x="{left}" y="22" font-size="14">{escape(title)}</text>',
-          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    el = _svg_open(width, height, title, left) + [_frame(left, top, pw, ph)]
     for i in range(6):
         yv = y0 + (y1 - y0) * i / 5
         el.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" stroke="#eee"/>')
@@ -210,10 +215,8 @@ def pareto_svg(p, n_states: int, prices=(0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 
     def py(q):
         return top + ph * (1 - (q - q0) / (q1 - q0))
 
-    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-          f'<text x="{left}" y="22" font-size="14">Energy-QoE front over the energy price ({n_states} rounds)</text>',
-          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>']
+    el = _svg_open(width, height, f"Energy-QoE front over the energy price ({n_states} rounds)", left) + \
+        [_frame(left, top, pw, ph)]
     for i in range(6):
         ev, qv = e0 + (e1 - e0) * i / 5, q0 + (q1 - q0) * i / 5
         el.append(f'<text x="{px(ev):.1f}" y="{top + ph + 16}" text-anchor="middle">{ev:.0f}</text>')
@@ -303,10 +306,8 @@ def persona_table_svg(p, policy_dir: Path, seed: int = 3) -> tuple[str, dict]:
     widths = [40, 150, 50, 40] + [200] * len(outs)
     width, lh = sum(widths) + 20, 20
     height = 60 + lh * (len(rows) + 1)
-    el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-          f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-          f'<text x="10" y="22" font-size="14">One round of {len(rows)} users: personality beside each method\'s '
-          f'allocation (anchors marked *)</text>']
+    el = _svg_open(width, height, f"One round of {len(rows)} users: personality beside each method's allocation "
+                                  "(anchors marked *)", 10, escaped=False)
     xs = np.cumsum([10] + widths[:-1])
     for x, c in zip(xs, cols):
         el.append(f'<text x="{x}" y="50" font-weight="bold">{escape(c)}</text>')
