@@ -58,10 +58,6 @@ def _warm_up(engine: Engine, requests: list[Request], plan: Plan) -> None:
                Plan(steps=2, guidance_scale=plan.guidance_scale, scheduler=plan.scheduler))
 
 
-def _broken(scorer, images: np.ndarray, twins: np.ndarray, prompts: list[str]) -> list[bool]:
-    return list(scorer(images, prompts, twins)[1]) if len(prompts) else []
-
-
 def _oracle_steps(engine: Engine, report: RoundReport, plan: Plan, scorer, tolerance: float) -> dict[int, int]:
     """Per non-anchor member of every shared group: the most steps it could share, found by generating it
     forking at every s = 0..N from its anchor's seed and scoring each against its s = 0 twin."""

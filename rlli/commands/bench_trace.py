@@ -16,7 +16,7 @@ import numpy as np
 
 from rlli.config import Settings
 from rlli.diffusion import get_backbone, plan_from
-from rlli.diffusion.engine import Engine, Plan, Request, independent_groups
+from rlli.diffusion.engine import Engine, Request, independent_groups
 from rlli.diffusion.trunks import TrunkCache
 from rlli.service import run_round
 
@@ -64,7 +64,7 @@ def bench_trace(settings: Settings, trace: list[tuple[float, str]], seed: int = 
     generation of the same requests in the same run. Time is the trace's, not the wall clock's. ``policy``: the
     allocation policy of the rounds (default ``fork_max``: what sharing itself can save)."""
     from rlli.calibration.guarantee import clopper_pearson_upper
-    from rlli.commands.bench import _broken_reliable, _quality
+    from rlli.commands.bench import _broken_reliable, _quality, _warm_up
 
     backbone = get_backbone(settings)
     plan = plan_from(settings)
@@ -72,9 +72,7 @@ def bench_trace(settings: Settings, trace: list[tuple[float, str]], seed: int = 
     now = [0.0]
     cache = TrunkCache(int(cache_mib * 2**20), clock=lambda: now[0])
     rounds = rounds_of(trace, settings.round_window_s, settings.round_max_requests)
-    warm = [Request(p, seed=seed) for _, p in trace[:2]]
-    Engine(backbone).run(warm, independent_groups(len(warm)), Plan(steps=2, guidance_scale=plan.guidance_scale,
-                                                                   scheduler=plan.scheduler))
+    _warm_up(Engine(backbone), [Request(p, seed=seed) for _, p in trace[:2]], plan)
     tot = {"shared": 0, "indep": 0, "decision": 0, "cache_probe": 0, "within": 0, "across": 0}
     wall_s = wall_i = 0.0
     moved = broken = unreliable = 0
