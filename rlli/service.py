@@ -319,15 +319,20 @@ def run_round(requests: Sequence[Request], settings: Settings | None = None, *,
                        notices, s.public_dict())
 
 
-def reallocate(report: RoundReport, policy: Policy | str, settings: Settings | None = None) -> AllocationReport:
+def reallocate(report: RoundReport, policy: Policy | str, settings: Settings | None = None,
+               traits: Sequence[BigFive] | None = None) -> AllocationReport:
     """The allocation another policy would give the same round (same fork decisions, links and personas).
-    The images stay those the round made; only the allocation and its figures are recomputed."""
+    The images stay those the round made; only the allocation and its figures are recomputed. ``traits``
+    replaces the requesters' Big-Five (one per request): "what if this user were more neurotic"."""
     s = settings or Settings()
     policy = policy if isinstance(policy, Policy) else get_policy(policy, s)
-    if policy.name == report.allocation.allocation.policy:
+    if traits is None and policy.name == report.allocation.allocation.policy:
         return report.allocation
+    traits = tuple(report.traits if traits is None else traits)
+    if len(traits) != len(report.traits):
+        raise ValueError(f"{len(report.traits)} requests but {len(traits)} trait vectors")
     groups = [Group(g.members, g.anchor, g.similarity) for g in report.groups]
-    return allocate_round(groups, report.forks, list(report.traits), s, report.seed, report.payload_bytes, policy)
+    return allocate_round(groups, report.forks, list(traits), s, report.seed, report.payload_bytes, policy)
 
 
 __all__ = ["Accounting", "EngineWall", "Phase", "ROUND_PHASES", "RequestResult", "RoundGroup", "RoundReport",
