@@ -100,3 +100,45 @@ def test_the_system_tab_names_the_allocating_checkpoint_and_what_it_learned_from
     assert "checkpoint `gddpg/seed0`" in line and "trait/parametric-v1" in line and "simulated rounds" in line
     assert "below the greedy heuristic" in line  # named honestly: it is not the best method here
     assert "checkpoint" not in policy_line(get_policy("greedy", Settings()))
+
+
+def test_per_persona_rows_and_the_what_if_control(report):
+    from rlli.service import reallocate
+    from rlli.ui import system_tab
+
+    class View:
+        number, who = 1, ("ann", "bob", "cy")
+
+    View.report = report
+    s = Settings(steps=2, policy="greedy")
+    compared = {"greedy": report.allocation, "no_sharing": reallocate(report, "no_sharing", s)}
+    rows = system_tab.persona_rows(View, compared)
+    assert len(rows) == 3 and len(rows[0]) == len(system_tab.persona_headers(compared)) == 7 + 3 * 2
+    for k, row in enumerate(rows):
+        g, n = report.allocation.allocation.users[k], compared["no_sharing"].allocation.users[k]
+        assert row[2:7] == [round(v, 2) for v in report.traits[k].as_tuple()]
+        assert row[7] == f"{g.shared_steps}/{g.max_shared_steps}" and row[10] == f"0/{n.max_shared_steps}"
+        assert row[9] == round(g.qoe, 2)
+
+    traits = system_tab.changed_traits(report.traits, 1, "neuroticism", 1.0)
+    assert traits[1].neuroticism == 1.0 and traits[0] == report.traits[0]
+    assert traits[1].openness == report.traits[1].openness
+    after = reallocate(report, "greedy", s, traits=traits)
+    before = report.allocation
+    # the judge predicts a more neurotic person rates the same delivery lower; nobody else's prediction moves
+    assert after.allocation.users[1].qoe < before.allocation.users[1].qoe
+    assert after.allocation.users[0].qoe == pytest.approx(before.allocation.users[0].qoe)
+    text = system_tab.what_if_summary(View, 1, "neuroticism", 1.0, before, after)
+    assert "#2 (bob) had neuroticism 1.00 instead of 0.50" in text
+    moved = [u.shared_steps != v.shared_steps for u, v in zip(before.allocation.users, after.allocation.users)]
+    assert ("did not change" in text) == (not any(moved))
+    # an allocation that does move is reported with who moved
+    text = system_tab.what_if_summary(View, 1, "neuroticism", 1.0, before, compared["no_sharing"])
+    sharers = [k + 1 for k, u in enumerate(before.allocation.users) if u.shared_steps > 0]
+    assert sharers and all(f"#{k}" in text for k in sharers) and "did not change" not in text
+    table = system_tab.what_if_rows(View, before, compared["no_sharing"])
+    assert any("->" in row[2] for row in table) and table[1][1] == "bob"
+    with pytest.raises(ValueError):
+        system_tab.changed_traits(report.traits, 5, "neuroticism", 1.0)
+    with pytest.raises(ValueError):
+        reallocate(report, "greedy", s, traits=traits[:2])

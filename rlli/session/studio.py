@@ -245,13 +245,17 @@ class Studio:
         finally:
             rv.done.set()
 
-    def reallocate(self, view: RoundView, policy_name: str):
-        """The allocation another policy would give the same round (same fork decisions, links and personas)."""
+    def reallocate(self, view: RoundView, policy_name: str, traits=None):
+        """The allocation another policy would give the same round (same fork decisions, links and personas);
+        with ``traits`` (one Big-Five per request), the same round with the requesters' personalities changed."""
         from rlli.policy.api import POLICY_NAMES
 
         if policy_name not in POLICY_NAMES:
             raise StudioError(f"Unknown policy {policy_name!r}; choose one of {', '.join(POLICY_NAMES)}.")
-        return reallocate(view.report, policy_name, self.settings)
+        try:
+            return reallocate(view.report, policy_name, self.settings, traits=traits)
+        except ValueError as e:
+            raise StudioError(f"Cannot re-allocate this round: {e}") from e
 
     # ---- agents -------------------------------------------------------------------------------------
     def _raters(self, ask: Ask) -> list[Rater]:
