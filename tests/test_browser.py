@@ -82,6 +82,10 @@ def test_a_persons_journey_and_every_tab(tmp_path):
         page.get_by_label("Recent rounds").click()
         page.get_by_role("option").first.click()
         page.get_by_text("energy against no sharing", exact=False).first.wait_for(timeout=60_000)
+        assert page.get_by_text("best_found: steps").first.is_visible()  # per persona, beside best found
+        page.get_by_text("What if a requester had another personality?").click()
+        page.get_by_role("button", name="Re-allocate with this change").click()
+        page.get_by_text(re.compile(r"What if #1 .* had neuroticism 0\.90 instead of")).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "system.png"), full_page=True)
 
