@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     policy_seed: int = Field(0, ge=0, description="which training seed's checkpoint a learned policy loads")
     policy_k_max: int = Field(8, ge=1, le=64, description="users per allocation the policies encode; larger "
                                                           "rounds are allocated in parts")
+    policy_epsilon: float = Field(0.0, ge=0.0, le=1.0, description="logged exploration: each sharing member "
+                                  "takes a uniformly drawn step count with this probability, so stored ratings can "
+                                  "evaluate other policies off-line (0 = the policy's own choice)")
     energy_price: float = Field(0.005, ge=0.0, description="QoE points per joule in the policy's reward (a "
                                                             "phone's 20-step image is about 70-140 J)")
     net_bandwidth_mhz: float = Field(0.5, gt=0.0, description="band shared by a round's transfers (MHz)")

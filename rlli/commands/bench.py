@@ -378,7 +378,7 @@ def sample_grid(settings: Settings, out_path, seeds: int = 6) -> dict:
 PERSON_PROMPT = "a red house on grass at sunset"
 
 
-def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None) -> dict:
+def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=None, rounds: int = 1) -> dict:
     """One app round end to end through the session layer (the app's own path): 1 person + ``personas`` invited
     preset personas, each writing its version of the person's prompt (as the Participate tab's invitations do);
     grouping, fork decision, allocation, generation, storage, and
@@ -386,7 +386,12 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
     itself), with seconds per phase; then the same images generated independently with no judges, in the same
     run (the naive way).
 
-    Models are loaded before timing (a running server has them in memory); the database is a fresh one."""
+    Models are loaded before timing (a running server has them in memory); the database is a fresh one.
+    ``rounds`` > 1 serves that many such rounds into the same store (round r: the person's prompt is the r-th of
+    SHARING_MIX, seeds seed + 1000 r), so the store holds logged rounds for ``eval policy --reward store``; the
+    figures above are the first round's, ``rounds_s`` the wall time of all of them (ratings included)."""
+    if not 1 <= int(rounds) <= 10_000:
+        raise ValueError("rounds must be between 1 and 10000")
     import tempfile
     from pathlib import Path
 
@@ -433,6 +438,16 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
         independent = time.perf_counter() - t
         q_shared, metric = _quality(np.stack([r.image for r in report.requests]), [r.prompt for r in report.requests])
         q_indep, _ = _quality(np.stack([o.image for o in indep.outputs]), [r.prompt for r in requests])
+        more = []
+        for r in range(1, int(rounds)):
+            t = time.perf_counter()
+            prompt = SHARING_MIX[r % len(SHARING_MIX)]
+            s_r = (seed + 1000 * r) % 2**31
+            asks_r = [Ask(prompt, s_r, visitor=me), *studio.author_prompts(names, s_r, visitor_prompt=prompt)]
+            delivered = studio.run_party(asks_r)
+            for d in delivered:
+                studio.agent_scores(d.generation_id, wait_s=3600)
+            more.append(time.perf_counter() - t)
     finally:
         studio.close(grace_s=1.0)
     ratings = [sc for per in scores if isinstance(per, list) for sc in per]
@@ -451,4 +466,8 @@ def bench_round(settings: Settings, seed: int = 0, personas: int = 7, store_dir=
         "quality_independent": None if q_indep is None else round(q_indep, 2), "quality_metric": metric,
         "denoiser_passes": a.passes, "denoiser_passes_independent": a.passes_independent,
         "policy": a.policy, "cpu": cpu_model(), "settings": s.public_dict(),
+        "rounds": int(rounds), "rounds_s": round(total + sum(more), 3),
+        "round_s_mean": round((total + sum(more)) / int(rounds), 3), "store": s.database_url,
+        "policy_epsilon": s.policy_epsilon,
+        "propensity": None if report.allocation.log is None else report.allocation.log.propensity,
     }

@@ -10,15 +10,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from rlli.network.allocation import Outcome, evaluate
+from rlli.network.allocation import Outcome, evaluate, map_actions
 from rlli.network.params import SystemParams
 from rlli.network.state import OBS_VERSIONS, RoundState, empty_state, encode, obs_dim, sample_links
 from rlli.policy.baselines import BASELINES
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max",
                                  "best_found")
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
+PROPENSITY_DRAWS = 64  # M: draws of a sampled policy (G-DDPG's chain) per logged chunk
+SMOOTHING = 0.5  # additive smoothing of a sampled policy's per-member step frequencies (never 0)
+PROPENSITY_FLOOR = 1e-3  # no per-member probability below this
+EXPLORE_STREAM = 0x5EED  # the exploration draws' own random stream (the round's seed, this)
+LOG_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -201,12 +207,59 @@ class Policy:
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def sampled(self) -> bool:
+        """Whether the policy draws its action (its step probabilities are estimated from draws); a policy that is
+        not is deterministic given the round (its seed included)."""
+        return self.name == "random"
+
+    def identity(self) -> dict:
+        """What the logs record to tell this policy from another of the same name (a checkpoint's folder and hash)."""
+        return {"policy": self.name, "checkpoint": None, "config_sha256": None, "obs_version": None}
+
+    def learned_from(self) -> dict | None:
+        """For a learned policy: which judge it learned from and from how many interactions (None otherwise)."""
+        return None
+
     def allocate(self, live: LiveRound) -> RoundAllocation:
         t0 = time.perf_counter()
         results = [(c, evaluate(c.state, self.actions(c.state, c.params, live.seed + i), c.params))
                    for i, c in enumerate(live.chunks)]
         ms = 1000.0 * (time.perf_counter() - t0)
         return _assemble(self.name, results, ms, self.notice)
+
+    def allocate_logged(self, live: LiveRound, epsilon: float = 0.0,
+                        draws: int = PROPENSITY_DRAWS) -> tuple[RoundAllocation, PolicyLog]:
+        """:meth:`allocate` with epsilon-exploration of the shared steps, and the log that makes the round logged
+        bandit feedback: what the policy saw, the action it took, and its probability of the mapped shared steps
+        (see :func:`step_probabilities`). With ``epsilon`` 0 the allocation is exactly :meth:`allocate`'s."""
+        t0 = time.perf_counter()
+        results, chunks = [], []
+        for i, c in enumerate(live.chunks):
+            seed = live.seed + i
+            chosen = self.actions(c.state, c.params, seed)
+            a = explore(c.state, chosen, epsilon, np.random.default_rng([seed, EXPLORE_STREAM]))
+            results.append((c, evaluate(c.state, a, c.params)))
+            steps = map_actions(c.state, a).steps[0]
+            draw_seed = propensity_seed(seed)
+            probs = step_probabilities(self, c.state, c.params, steps, epsilon, seed, draws,
+                                       policy_steps=None if self.sampled else map_actions(c.state, chosen).steps)
+            chunks.append(ChunkLog(slots=list(c.slots), state=state_to_json(c.state), params=c.params.as_dict(),
+                                   obs=[float(x) for x in encode(c.state, c.params, self.obs_version())[0]],
+                                   action=[float(x) for x in np.asarray(a, float).reshape(-1)],
+                                   steps=[int(x) for x in steps], propensity=[float(x) for x in probs],
+                                   seed=int(seed), draw_seed=int(draw_seed)))
+        ms = 1000.0 * (time.perf_counter() - t0)
+        ident = self.identity()
+        log_ = PolicyLog(policy=self.name, checkpoint=ident["checkpoint"], config_sha256=ident["config_sha256"],
+                         obs_version=self.obs_version(), sampled=self.sampled, epsilon=float(epsilon),
+                         draws=int(draws), smoothing=SMOOTHING, floor=PROPENSITY_FLOOR,
+                         energy_price=float(live.params.energy_price), chunks=chunks)
+        return _assemble(self.name, results, ms, self.notice), log_
+
+    def obs_version(self) -> int:
+        """The observation layout the logs record (a learned policy's own; 2 for the others)."""
+        return 2
 
 
 class BaselinePolicy(Policy):
@@ -239,6 +292,32 @@ class LearnedPolicy(Policy):
     def __init__(self, name: str, actor, meta: dict, folder: Path, notice: Notice | None = None, critic=None):
         super().__init__(name, notice)
         self.actor, self.meta, self.folder, self.critic = actor, meta, folder, critic
+        self._sha: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return getattr(self.actor, "kind", "") == "gddpg"  # the diffusion chain draws noise; DDPG's MLP does not
+
+    def obs_version(self) -> int:
+        return int(self.meta.get("obs_version", 1))
+
+    def identity(self) -> dict:
+        if self._sha is None:
+            self._sha = checkpoint_sha256(self.folder)
+        return {"policy": self.name, "checkpoint": str(self.folder), "config_sha256": self._sha,
+                "obs_version": self.obs_version()}
+
+    def learned_from(self) -> dict:
+        """The checkpoint's judge and interactions: ``learned_from`` in its config (a checkpoint fine-tuned on stored
+        ratings: logged rounds and ratings), else the simulated rounds it trained on."""
+        m = self.meta
+        known = m.get("learned_from")
+        if isinstance(known, dict):
+            return {"checkpoint": str(self.folder), **known}
+        args = m.get("args") or {}
+        rounds = int(m.get("iterations_done", 0) or 0) * int(args.get("rounds_per_iteration", 0) or 0)
+        return {"checkpoint": str(self.folder), "judge": str(m.get("judge", "")), "rounds": 0, "ratings": 0,
+                "simulated_rounds": rounds}
 
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
         from rlli.policy.train import act, base_action
@@ -311,6 +390,184 @@ def get_policy(name: str | None = None, settings=None) -> Policy:
         return _CACHE[key]
 
 
+# ----------------------------------------------------------------------------- logged bandit feedback
+# Every allocated round records what the policy saw (each chunk's state and encoded observation), the action it
+# took (3 x k_max numbers), the mapped shared steps and the policy's probability of them per slot, so the ratings
+# people and agents give later are (context, action, propensity, reward) tuples for rlli.policy.offpolicy.
+
+
+
+@dataclass(frozen=True)
+class ChunkLog:
+    """One chunk of a logged round: its request per slot, state (JSON), system parameters, the observation the
+    policy read, the action it took, the mapped shared steps and each slot's probability of its steps."""
+
+    slots: list[int]
+    state: dict
+    params: dict
+    obs: list[float]
+    action: list[float]
+    steps: list[int]
+    propensity: list[float]  # per slot: the policy's probability of this slot's steps (1 where nothing to decide)
+    seed: int  # the seed the policy acted with
+    draw_seed: int  # the seed of the M draws that estimated a sampled policy's probabilities
+
+
+@dataclass(frozen=True)
+class PolicyLog:
+    """What a round's allocation logs (stored in the round's ``accounting`` JSON as ``policy_log``)."""
+
+    policy: str
+    checkpoint: str | None  # a learned policy's folder
+    config_sha256: str | None  # of its config.json and actor weights
+    obs_version: int
+    sampled: bool  # the step probabilities are smoothed frequencies of M draws (else exact)
+    epsilon: float  # per member: the steps were drawn uniformly from 0..cap with this probability
+    draws: int
+    smoothing: float
+    floor: float
+    energy_price: float
+    chunks: list[ChunkLog]
+    version: int = LOG_VERSION
+
+    @property
+    def propensity(self) -> float:
+        """The probability of the round's whole step vector: the product over members (see step_probabilities)."""
+        return float(np.prod([p for c in self.chunks for p in c.propensity]))
+
+    def slot_of(self, request_index: int) -> tuple[int, int] | None:
+        """(chunk, slot) of a request, or None."""
+        for ci, c in enumerate(self.chunks):
+            if request_index in c.slots:
+                return ci, c.slots.index(request_index)
+        return None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["propensity"] = self.propensity
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicyLog:
+        """Back from the stored JSON; raises ValueError when it is not a log this version can read."""
+        if not isinstance(d, dict) or int(d.get("version", 0)) != LOG_VERSION:
+            raise ValueError("no policy log of a known version")
+        try:
+            chunks = [ChunkLog(**{f.name: c[f.name] for f in fields(ChunkLog)}) for c in d["chunks"]]
+            return cls(**{f.name: d[f.name] for f in fields(cls) if f.name != "chunks"}, chunks=chunks)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"unreadable policy log ({type(e).__name__}: {e})") from None
+
+
+def checkpoint_sha256(folder: str | Path) -> str | None:
+    """sha256 of a checkpoint's config.json and actor weights (None where they cannot be read)."""
+    h = hashlib.sha256()
+    try:
+        for name in ("config.json", "actor.safetensors"):
+            h.update((Path(folder) / name).read_bytes())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def state_to_json(st: RoundState) -> dict:
+    """A one-round RoundState as JSON (complex fading as [re, im] pairs); exact round trip of float64 values."""
+    out = {}
+    for f in fields(st):
+        v = np.asarray(getattr(st, f.name))[0]
+        if np.iscomplexobj(v):
+            v = np.stack([v.real, v.imag], axis=-1)
+        out[f.name] = v.tolist()
+    return out
+
+
+def state_from_json(d: dict) -> RoundState:
+    """The RoundState (batch of one) :func:`state_to_json` wrote; ValueError when it is not one."""
+    try:
+        kw = {}
+        for f in fields(RoundState):
+            v = np.asarray(d[f.name])
+            if f.name == "fading":
+                v = v[..., 0] + 1j * v[..., 1]
+            elif f.name in ("mask", "is_anchor"):
+                v = v.astype(bool)
+            elif f.name in ("group", "max_shared"):
+                v = v.astype(int)
+            else:
+                v = v.astype(float)
+            kw[f.name] = v[None]
+        st = RoundState(**kw)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"unreadable round state ({type(e).__name__}: {e})") from None
+    if st.quality.ndim != 3 or st.mask.shape != st.max_shared.shape:
+        raise ValueError("unreadable round state (shapes)")
+    return st
+
+
+def params_from_json(d: dict) -> SystemParams:
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in SystemParams.__dataclass_fields__}
+    return SystemParams(**kw)
+
+
+def decision_slots(st: RoundState) -> np.ndarray:
+    """[K] bool: the members whose shared steps the policy decides (in use, not an anchor, a cap above 0)."""
+    return st.mask[0] & ~st.is_anchor[0] & (st.max_shared[0] > 0)
+
+
+def explore(st: RoundState, action: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """Epsilon-exploration of the shared steps: each deciding member, with probability ``epsilon``, takes a step
+    count drawn uniformly from 0..its cap instead of the policy's (bandwidth and compute are left as chosen)."""
+    a = np.asarray(action, dtype=float).reshape(1, -1).copy()
+    if epsilon <= 0:
+        return a
+    k = st.k_max
+    dec = decision_slots(st)
+    flip = rng.random(k) < epsilon
+    draw = rng.integers(0, np.maximum(st.max_shared[0], 0) + 1)
+    for slot in np.flatnonzero(dec & flip):
+        cap = int(st.max_shared[0, slot])
+        a[0, 2 * k + slot] = 2.0 * draw[slot] / cap - 1.0
+    return a
+
+
+def propensity_seed(seed: int) -> int:
+    """The seed of the M draws for a round acted on with ``seed`` (not the acting seed itself)."""
+    return int((int(seed) * 1_000_003 + 17) % (2**31 - 1))
+
+
+def policy_step_draws(policy: Policy, st: RoundState, p: SystemParams, draw_seed: int, draws: int) -> np.ndarray:
+    """[M, K] shared steps of M draws of a sampled policy on one round (one batched call)."""
+    rep = st.repeat(int(draws))
+    return map_actions(rep, policy.actions(rep, p, int(draw_seed))).steps
+
+
+def step_probabilities(policy: Policy, st: RoundState, p: SystemParams, steps, epsilon: float, seed: int,
+                       draws: int = PROPENSITY_DRAWS, policy_steps=None) -> np.ndarray:
+    """[K] each slot's probability under ``policy`` (with epsilon-exploration) of taking ``steps`` shared steps
+    on the round ``st`` it acts on with ``seed``.
+
+    Per member, pi_k(s) = (1 - epsilon) p_k(s) + epsilon / (cap_k + 1), where p_k is the policy's own
+    probability: for a deterministic policy (given the round and its seed) 1 at its steps and 0 elsewhere; for
+    a sampled one (G-DDPG: a diffusion chain, best-of-N; random) the smoothed frequency
+    (count + a) / (M + a (cap_k + 1)) of s among M draws seeded by ``propensity_seed(seed)``, floored at
+    PROPENSITY_FLOOR. Slots with nothing to decide (empty, anchors, cap 0) get 1. The round's propensity is the
+    product over members: M = 64 draws can estimate each member's distribution over cap + 1 values, not a joint
+    over prod(cap_k + 1) vectors; the same product is used for every policy, behaviour and candidate alike.
+    ``policy_steps``: the deterministic policy's own steps when the caller has them (saves acting twice)."""
+    steps = np.asarray(steps, dtype=int).reshape(-1)
+    dec = decision_slots(st)
+    cap = np.maximum(st.max_shared[0], 0)
+    if policy.sampled:
+        drawn = policy_step_draws(policy, st, p, propensity_seed(seed), draws)
+        count = (drawn == steps[None, :]).sum(axis=0)
+        own = np.maximum((count + SMOOTHING) / (draws + SMOOTHING * (cap + 1)), PROPENSITY_FLOOR)
+    else:
+        mine = policy_steps if policy_steps is not None else map_actions(st, policy.actions(st, p, int(seed))).steps
+        own = (np.asarray(mine).reshape(-1) == steps).astype(float)
+    prob = (1.0 - float(epsilon)) * own + float(epsilon) / (cap + 1)
+    return np.where(dec, prob, 1.0)
+
+
 def _assemble(name: str, results: list[tuple[Chunk, Outcome]], ms: float, notice: Notice | None) -> RoundAllocation:
     users: list[UserAllocation] = []
     e_srv = 0.0
@@ -367,6 +624,8 @@ class AllocationReport:
     notice: Notice | None
     server_per_user_j: float = 0.0  # the other no-sharing reference: the server makes each user's image alone
     server_per_user_qoe: float = 0.0
+    log: PolicyLog | None = None  # what the policy saw and did, with its probability (logged bandit feedback)
+    learned_from: dict | None = None  # a learned policy: checkpoint, judge, logged rounds and ratings it learned from
 
     @property
     def energy_saved_j(self) -> float:
@@ -383,26 +642,33 @@ class AllocationReport:
                 "equal": self.equal.as_dict(), "energy_saved_j": self.energy_saved_j,
                 "server_per_user_j": self.server_per_user_j, "server_per_user_qoe": self.server_per_user_qoe,
                 "energy_saved_vs_server_j": self.energy_saved_vs_server_j,
-                "notice": None if self.notice is None else asdict(self.notice)}
+                "notice": None if self.notice is None else asdict(self.notice), "learned_from": self.learned_from,
+                "propensity": None if self.log is None else self.log.propensity}
 
 
 def allocate_round(groups, forks: list, traits: list, settings=None, seed: int = 0,
                    payload_bytes: int | None = None, policy: Policy | None = None) -> AllocationReport:
     """Everything a service round needs short of running the engine: the round state, the policy's
     allocation (``settings.policy`` unless given), and the same figures under no sharing and an
-    equal split. Pass ``report.allocation.shared_steps()`` as ``choice`` to ``sharing.member_plan``."""
+    equal split. Pass ``report.allocation.shared_steps()`` as ``choice`` to ``sharing.member_plan``.
+    The report's ``log`` is the round as logged bandit feedback (``settings.policy_epsilon`` explores the shared
+    steps; 0 leaves the policy's allocation as it is) and ``learned_from`` names what a learned policy learned
+    from."""
     from rlli.config import Settings
 
     s = settings or Settings()
     live = build_round_state(groups, forks, traits, s, seed, payload_bytes)
     policy = policy or load_policy(s.policy, s)
-    figs = compare(live, policy)
+    chosen, log_ = policy.allocate_logged(live, float(getattr(s, "policy_epsilon", 0.0)))
+    figs = compare(live)
     from rlli.network.allocation import server_reference
 
     refs = [server_reference(c.state, c.params) for c in live.chunks]
-    return AllocationReport(figs["policy"], figs["no_sharing"], figs["equal"], policy.notice,
-                            float(sum(r.energy_j[0] for r in refs)), float(sum(r.qoe[0].sum() for r in refs)))
+    return AllocationReport(chosen, figs["no_sharing"], figs["equal"], policy.notice,
+                            float(sum(r.energy_j[0] for r in refs)), float(sum(r.qoe[0].sum() for r in refs)),
+                            log_, policy.learned_from())
 
 
-__all__ = ["POLICY_NAMES", "AllocationReport", "LiveRound", "Notice", "Policy", "RoundAllocation", "UserAllocation",
-           "allocate_round", "build_round_state", "compare", "get_policy", "load_policy"]
+__all__ = ["POLICY_NAMES", "AllocationReport", "ChunkLog", "LiveRound", "Notice", "Policy", "PolicyLog", "RoundAllocation",
+           "UserAllocation", "allocate_round", "build_round_state", "compare", "get_policy", "load_policy",
+           "state_from_json", "state_to_json", "step_probabilities"]

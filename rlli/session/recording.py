@@ -79,9 +79,11 @@ def record_round(store, settings: Settings, asks: list[Ask], report: RoundReport
         participants.append(None if v is None else store.upsert_participant(ParticipantRecord(
             "human", v.key, traits=v.traits.as_tuple() if v.traits else None, instrument=v.instrument)))
     world = has_world(settings)
+    log = report.allocation.log
     extras = []
     for a, d in zip(asks, deliveries):
         u = d.result.allocation
+        at = log.slot_of(d.result.index) if log is not None else None
         extras.append({
             "description": describe_image(d.image, d.prompt) if world else "", "fidelity": d.result.fidelity,
             "quality": u.quality, "bandwidth_share": u.bandwidth_share, "compute_share": u.compute_share,
@@ -90,7 +92,10 @@ def record_round(store, settings: Settings, asks: list[Ask], report: RoundReport
             "energy_j": u.energy_j,
             "extras": {"image_source": d.result.output.image_source, "noise_seed": d.result.output.noise_seed,
                        "who": d.who, "max_shared_steps": d.result.fork.max_shared_steps,
-                       "written_by": a.written_by}})
+                       "written_by": a.written_by, "traits": list(report.traits[d.result.index].as_tuple()),
+                       "policy_slot": None if at is None else {
+                           "chunk": at[0], "slot": at[1],
+                           "propensity": log.chunks[at[0]].propensity[at[1]]}}})
     record = RoundRecord.from_engine(
         report.outputs, [GroupShape(g.members, g.anchor, g.prefix_steps) for g in report.groups], report.seed,
         participants=participants, extras=extras, similarity=[g.similarity for g in report.groups],
@@ -108,4 +113,10 @@ def _accounting_json(report: RoundReport) -> dict:
                        "no_sharing": round(report.allocation.no_sharing.energy_j, 3),
                        "equal_split": round(report.allocation.equal.energy_j, 3)}
     out["round_id"] = report.round_id
+    alloc = report.allocation
+    out["energy_server_j"] = round(alloc.allocation.energy_server_j, 6)
+    out["energy_total_j"] = alloc.allocation.energy_j  # unrounded: a reward rebuilt from the store uses it
+    out["energy_price"] = None if alloc.log is None else alloc.log.energy_price
+    out["policy_log"] = None if alloc.log is None else alloc.log.as_dict()  # logged bandit feedback (offpolicy)
+    out["learned_from"] = alloc.learned_from
     return out
