@@ -9,22 +9,35 @@ from rlli.commands.io import fail, print_json
 
 
 def _train(args) -> int:
-    from rlli.policy.train import args_from, train
+    from rlli.policy.train import args_from, saved_reward_model, train
 
     try:
         a = args_from(args)
     except ValueError as e:
         return fail(str(e))
-    qoe_fn = None
-    if args.judge == "llm":
-        from rlli.policy.judged import llm_qoe_fn
-
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    model, label = None, None
+    if a.reward_model:
         try:
-            qoe_fn = llm_qoe_fn(log=lambda m: print(m, flush=True))
+            model, label = saved_reward_model(a.reward_model)
+        except ValueError as e:
+            return fail(str(e))
+    elif a.query_budget is not None:  # --judge llm, or the trait judge through the same pipeline (the control)
+        from rlli.config import ROOT, Settings
+        from rlli.network.params import SystemParams
+        from rlli.personas import get_judge
+        from rlli.policy.judged import fit_reward_model, judge_label
+
+        s = Settings()
+        try:
+            judge = get_judge(a.judge, s)
+            cache = a.query_cache or ROOT / "runs" / "policy" / "judge-queries.json"
+            model = fit_reward_model(judge, a.query_budget, cache, SystemParams(), log=log)
         except (RuntimeError, ValueError, OSError) as e:
-            return fail(f"the LLM judge is not usable for training: {e}")
+            return fail(f"the {a.judge} judge is not usable for training: {e}")
+        label = judge_label(a.judge, model)
     try:
-        train(a, qoe_fn=qoe_fn, log=lambda m: print(m, flush=True))
+        train(a, reward_model=model, judge=label, log=log)
     except (FileNotFoundError, ValueError) as e:
         return fail(str(e))
     return 0

@@ -41,6 +41,7 @@ VALIDATION_SEED = 999_983  # validation rounds for the learning curve (held apar
 # Same tuning effort for both: each algorithm ran 3e-4 and 1e-3 (actor and critic alike) for 1500 iterations on
 # seed 0 and keeps the better on the validation rounds (G-DDPG 36.04 vs 35.22 at 900; DDPG 35.79 vs 35.26).
 TUNED_LR = {"gddpg": 3e-4, "ddpg": 1e-3}
+DEFAULT_QUERY_BUDGET = 160  # judge queries for --judge llm: the embedded SmolLM2 answers them in ~10 min on 2 cores
 
 
 @dataclass
@@ -90,7 +91,16 @@ class Args:
     """wall-clock cap: training stops there (with a checkpoint) even if iterations remain"""
     threads: int = 1
     judge: str = "trait"
-    """trait (parametric persona judge) or llm (the persona LLM judge through a rating cache)"""
+    """trait (parametric persona judge) or llm (the persona LLM judge through a reward model fitted on queries)"""
+    query_budget: int | None = None
+    """judge queries the reward model is fitted on (--judge llm: default DEFAULT_QUERY_BUDGET; --judge trait with a
+    budget: the trait judge through the same reward-model pipeline, the control)"""
+    reward_model: str = ""
+    """a saved reward model (reward_model.json) to train on instead of asking a judge"""
+    query_cache: str = ""
+    """the judge-query cache (default runs/policy/judge-queries.json)"""
+    init: str = ""
+    """start actor and critic from this checkpoint folder (fine-tuning); its layout must match"""
     out: str = ""
     """checkpoint folder (default runs/policy/<algo>-s<seed>)"""
     progress: bool = True
@@ -106,6 +116,12 @@ class Args:
             raise ValueError("--bc must be >= 0")
         if self.judge not in ("trait", "llm"):
             raise ValueError(f"--judge must be trait or llm, not {self.judge!r}")
+        if self.query_budget is not None and (isinstance(self.query_budget, bool) or int(self.query_budget) < 1):
+            raise ValueError(f"--query-budget must be a positive number of judge queries, got {self.query_budget}")
+        if self.judge == "llm" and self.query_budget is None and not self.reward_model:
+            self.query_budget = DEFAULT_QUERY_BUDGET
+        if not (self.actor_lr > 0 and self.critic_lr > 0):
+            raise ValueError("--actor-lr and --critic-lr must be positive")
         positive = ("iterations", "rounds_per_iteration", "buffer_size", "batch_size", "eval_every", "eval_rounds",
                     "threads", "denoise_steps", "hidden", "best_of")
         bad = [k for k in positive if int(getattr(self, k)) < 1] + [k for k in ("minutes",) if not self.minutes > 0]
@@ -156,9 +172,36 @@ def act(actor: torch.nn.Module, obs: np.ndarray, seed: int | None = None, base: 
     return a.reshape(n, b, -1)[q.argmax(axis=0), np.arange(b)]
 
 
+def init_from(folder: str | Path, actor: torch.nn.Module, critic: torch.nn.Module, args: Args, o_dim: int,
+              a_dim: int) -> dict:
+    """Load a checkpoint's actor (and critic, where it has one) into freshly built networks: the layout (algorithm,
+    observation and action sizes, width, denoising steps) must match. Returns the checkpoint's config."""
+    from rlli.policy.checkpoint import CheckpointError, load_actor, load_critic
+
+    src, meta = load_actor(folder)
+    a = meta.get("actor", {})
+    want = {"obs_dim": o_dim, "act_dim": a_dim, "hidden": args.hidden}
+    if args.algo == "gddpg":
+        want["denoise_steps"] = args.denoise_steps
+    have = {k: a.get(k) for k in want}
+    kind = "gddpg" if "Diffusion" in type(src).__name__ else "ddpg"
+    if kind != args.algo or any(have[k] is not None and int(have[k]) != v for k, v in want.items()):
+        raise CheckpointError(f"--init {folder}: a {kind} checkpoint with {have}, this run builds a {args.algo} with "
+                              f"{want}")
+    actor.load_state_dict(src.state_dict())
+    c = load_critic(folder, meta)
+    if c is not None:
+        critic.load_state_dict(c.state_dict())
+    return meta
+
+
 def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None,
-          log: Callable[[str], None] = print) -> dict:
-    """Train one policy; returns the final validation figures and the checkpoint folder."""
+          log: Callable[[str], None] = print, reward_model=None, judge: str | None = None) -> dict:
+    """Train one policy; returns the final validation figures and the checkpoint folder. With a ``reward_model``
+    (rlli.policy.reward_model.RewardModel) QoE comes from it, it is saved beside the checkpoint
+    (reward_model.json), and ``judge`` (what the config records) says where its answers came from."""
+    if reward_model is not None:
+        qoe_fn = reward_model.qoe
     # ---- seeding (one block, as CleanRL)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -179,6 +222,12 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     deployed = make_actor(args, o_dim, a_dim)
     deployed.load_state_dict(actor.state_dict())
     critic = DoubleCritic(o_dim, a_dim, args.hidden)
+    init_meta = None
+    if args.init:
+        init_meta = init_from(args.init, actor, critic, args, o_dim, a_dim)
+        deployed.load_state_dict(actor.state_dict())
+        log(f"started from {args.init} ({init_meta.get('judge', 'trait/parametric-v1')}, "
+            f"{init_meta.get('iterations_done', '?')} iterations)")
     actor_opt = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, weight_decay=args.weight_decay)
     critic_opt = torch.optim.AdamW(critic.parameters(), lr=args.critic_lr, weight_decay=args.weight_decay)
 
@@ -197,10 +246,18 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     curve = csv.writer(curve_f)
     curve.writerow(["iteration", "rounds", "wall_s", "reward", "qoe", "energy_j", "critic_loss", "actor_loss",
                     "at_bounds", "clamp_share"])
-    meta = {"args": asdict(args), "system": p.as_dict(), "judge": {"trait": "trait/parametric-v1"}.get(args.judge,
-            "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "obs_version": args.obs_version,
-            "validation_seed": VALIDATION_SEED, "residual": args.residual, "curves": curves.source,
-            "best_of": args.best_of}
+    if judge is None:
+        judge = "trait/parametric-v1" if qoe_fn is None else f"{args.judge} (a QoE function passed in)"
+    meta = {"args": asdict(args), "system": p.as_dict(), "judge": judge, "obs_dim": o_dim, "act_dim": a_dim,
+            "obs_version": args.obs_version, "validation_seed": VALIDATION_SEED, "residual": args.residual,
+            "curves": curves.source, "best_of": args.best_of}
+    if reward_model is not None:
+        reward_model.save(folder / "reward_model.json")
+        meta["reward_model"] = {"file": "reward_model.json", "judge": reward_model.judge,
+                                "figures": reward_model.figures, "info": reward_model.info}
+    if init_meta is not None:
+        meta["init"] = {"folder": str(args.init), "judge": init_meta.get("judge", "trait/parametric-v1"),
+                        "iterations_done": init_meta.get("iterations_done")}
 
     def validate() -> dict:
         a_val = act(deployed, val_obs, seed=VALIDATION_SEED, base=val_base, critic=critic, best_of=args.best_of)
@@ -311,7 +368,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--obs-version", type=int, choices=[1, 2], default=Args.obs_version,
                    help="observation layout (default 2: with band, server speed, N, users, backlog, batteries)")
     p.add_argument("--judge", choices=["trait", "llm"], default="trait",
-                   help="trait: the parametric persona judge; llm: the persona LLM judge through a rating table")
+                   help="trait: the parametric persona judge; llm: the persona LLM judge (RLLI_LLM_*: the embedded "
+                        "SmolLM2 or any OpenAI-compatible endpoint) through a reward model fitted on --query-budget "
+                        "queries")
+    p.add_argument("--query-budget", type=int, default=None,
+                   help=f"judge queries for the reward model (--judge llm: default {DEFAULT_QUERY_BUDGET}; with "
+                        "--judge trait: the trait judge through the same reward-model pipeline)")
+    p.add_argument("--query-cache", default="", help="judge answers kept here, a rerun asks only what is missing "
+                   "(default runs/policy/judge-queries.json)")
+    p.add_argument("--reward-model", default="", help="train on a saved reward_model.json instead of asking a judge")
+    p.add_argument("--init", default="", help="start actor and critic from this checkpoint folder (fine-tuning)")
+    p.add_argument("--actor-lr", type=float, default=None, help="actor learning rate (default per algorithm: "
+                   + ", ".join(f"{k} {v:g}" for k, v in TUNED_LR.items()) + ")")
+    p.add_argument("--critic-lr", type=float, default=None, help="critic learning rate (default as --actor-lr)")
     p.add_argument("--out", default="", help="checkpoint folder (default runs/policy/<algo>-s<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -319,13 +388,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def args_from(ns: argparse.Namespace) -> Args:
     return Args(algo=ns.algo, seed=ns.seed, iterations=ns.iterations, minutes=ns.minutes, threads=ns.threads,
                 judge=ns.judge, out=ns.out, progress=not ns.no_progress, denoise_steps=ns.denoise_steps, bc=ns.bc,
-                obs_version=ns.obs_version, best_of=ns.best_of)
+                obs_version=ns.obs_version, best_of=ns.best_of, query_budget=ns.query_budget,
+                reward_model=ns.reward_model, query_cache=ns.query_cache, init=ns.init, actor_lr=ns.actor_lr,
+                critic_lr=ns.critic_lr)
+
+
+def saved_reward_model(path: str | Path):
+    """(RewardModel, judge label) from a saved reward_model.json."""
+    from rlli.policy.reward_model import RewardModel
+
+    model = RewardModel.load(path)
+    kind = model.judge.split("/", 1)[0] or "unknown"
+    return model, f"{kind}:{model.judge} via reward model ({model.info.get('answered', len(model.score))} queries)"
 
 
 if __name__ == "__main__":  # numpy + torch only (no settings object): what scripts/train_policies.sh runs
     parser = argparse.ArgumentParser(prog="python -m rlli.policy.train", description=__doc__.splitlines()[0])
     add_arguments(parser)
     ns = parser.parse_args()
-    if ns.judge != "trait":
-        parser.error("--judge llm needs the app's settings: use `python -m rlli train policy --judge llm`")
-    train(args_from(ns))
+    if ns.reward_model:
+        try:
+            rm, label = saved_reward_model(ns.reward_model)
+            a = args_from(ns)
+        except ValueError as e:
+            parser.error(str(e))
+        train(a, reward_model=rm, judge=label)
+    else:
+        if ns.judge != "trait" or ns.query_budget is not None:
+            parser.error("asking a judge needs the app's settings: use `python -m rlli train policy --judge ... "
+                         "--query-budget N` (or --reward-model FILE here)")
+        try:
+            a = args_from(ns)
+        except ValueError as e:
+            parser.error(str(e))
+        train(a)
