@@ -36,6 +36,12 @@ def _train(args) -> int:
         except (RuntimeError, ValueError, OSError) as e:
             return fail(f"the {a.judge} judge is not usable for training: {e}")
         label = judge_label(a.judge, model)
+    if getattr(args, "fit_only", False):
+        if model is None:
+            return fail("--fit-only needs --query-budget (a judge to ask)")
+        path = model.save(a.folder() / "reward_model.json")
+        print(f"reward model ({label}) -> {path}", flush=True)
+        return 0
     try:
         train(a, reward_model=model, judge=label, log=log)
     except (FileNotFoundError, ValueError) as e:
@@ -49,6 +55,44 @@ def _settings_params():
 
     s = Settings()
     return s, SystemParams.from_settings(s)
+
+
+def _eval_judges(args, policy_dir: Path) -> tuple[dict, dict]:
+    """The evaluation judges of ``--judge``: trait (the parametric judge), llm (the LLM's reward model: --reward-model,
+    default <policy-dir>/gddpg_li/reward_model.json) or both (trait first)."""
+    from rlli.policy.evaluate import TRAIT_JUDGE, li_reward_model_path
+
+    judges, names = {}, {}
+    if args.judge in ("trait", "both"):
+        judges["trait"], names["trait"] = None, TRAIT_JUDGE
+    if args.judge in ("llm", "both"):
+        from rlli.policy.reward_model import RewardModel
+
+        path = Path(args.reward_model) if args.reward_model else li_reward_model_path(policy_dir)
+        if not path.is_file():
+            raise FileNotFoundError(f"no reward model at {path}: train the -LI arm (scripts/train_li.sh) or pass "
+                                    "--reward-model FILE")
+        model = RewardModel.load(path)
+        judges["llm"] = model.qoe
+        names["llm"] = f"{model.judge} via its reward model ({len(model.score)} queries, {path})"
+    return judges, names
+
+
+def _agreement_with_people(url: str, names: dict) -> dict:
+    """Each LLM evaluation judge's agreement with people in the store at ``url`` (read only, no migration)."""
+    from rlli.config import Settings
+    from rlli.policy.evaluate import judge_agreement
+    from rlli.store.repository import Store
+
+    judges = [n.split(" via ")[0] for k, n in names.items() if k != "trait"]
+    if not judges:
+        return {"status": "only the trait judge was evaluated (--judge llm or both for the LLM's agreement)"}
+    try:
+        with Store.from_settings(Settings(database_url=url), migrate=False) as store:
+            frame = store.rating_frame()
+    except Exception as e:  # noqa: BLE001 - a store that cannot be read is reported, not a traceback
+        return {"status": f"cannot read the store: {type(e).__name__}: {str(e)[:200]}"}
+    return {j: judge_agreement(frame, j) for j in judges}
 
 
 def _eval(args) -> int:
@@ -67,7 +111,10 @@ def _eval(args) -> int:
         if args.env == "sequential":
             result = evaluate_sequential(policy_dir, p, args.episodes, args.episode_length, log=log)
         else:
-            result = evaluate_methods(policy_dir, p, args.states, log=log)
+            judges, names = _eval_judges(args, policy_dir)
+            result = evaluate_methods(policy_dir, p, args.states, log=log, judges=judges, judge_names=names)
+            if args.store:
+                result["judge_agreement"] = _agreement_with_people(args.store, names)
             if args.live_like:
                 from rlli.policy.live_like import evaluate_live_like
 
@@ -90,8 +137,9 @@ def _eval(args) -> int:
             print(f"{k:>11s} {v['return']:8.2f} [{v['return_ci'][0]:7.2f}, {v['return_ci'][1]:7.2f}] {v['qoe']:9.2f} "
                   f"{v['energy']:9.1f} {v['missed_per_episode']:6.2f} {vs:>24s}")
         return 0
+    first = next(iter(result["judges"]))
     print(f"{args.states} held-out rounds (2..{p.k_max} users), member curves from the fork rule, judge "
-          f"trait/parametric-v1, energy price {p.energy_price}/J; learned methods averaged over their seeds")
+          f"{result['judges'][first]}, energy price {p.energy_price}/J; learned methods averaged over their seeds")
     print(f"{'method':>11s} {'total QoE':>9s} {'95% CI':>17s} {'energy J':>9s} {'vs dev J':>8s} {'delay s':>7s} "
           f"{'reward':>7s} {'gain':>6s} {'min QoE':>7s} {'Jain':>5s} {'saves':>6s} {'bounds':>6s} {'pers.':>5s}")
     for k, v in result["methods"].items():
@@ -111,6 +159,31 @@ def _eval(args) -> int:
     pi = result.get("prob_improvement")
     if pi:
         print(f"P(G-DDPG seed > DDPG seed, mean reward): {pi['p']:.2f} [{pi['ci'][0]:.2f}, {pi['ci'][1]:.2f}]")
+    if len(result["judges"]) > 1 or "gddpg_li" in result["methods"]:
+        print("cross-evaluation (the same actions scored under each judge; reward, gain captured, reward - greedy):")
+        for jn, c in result["cross_evaluation"].items():
+            print(f"  under {jn} ({result['judges'][jn]}):")
+            for k, v in c["methods"].items():
+                d = v["vs_greedy"]
+                print(f"  {k:>15s} {v['reward']:8.3f} {100 * v['gain_captured']:6.1f}%  {d['mean']:+.3f} "
+                      f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]  learned from {result['methods'][k]['judge']}")
+            for arm in ("gddpg_li", "gddpg_trait_rm"):
+                d = c.get(f"{arm}_minus_gddpg")
+                if d:
+                    print(f"  {arm} - gddpg: {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] per round; "
+                          f"P({arm} seed > gddpg seed) {d['p_seed_beats']:.2f}")
+    agreement = result.get("judge_agreement") or {}
+    if "status" in agreement:
+        print(f"agreement with people: {agreement['status']}")
+    for j, a in agreement.items():
+        if not isinstance(a, dict):
+            continue
+        if a.get("status") != "ok":
+            print(f"agreement of {j} with people: {a.get('status')}")
+            continue
+        for pairing, r in a["pairings"].items():
+            print(f"agreement of {j} with people ({pairing}): Spearman {r['spearman']['value']}, Krippendorff's "
+                  f"alpha {r['alpha']['value']} over {r['n_pairs']} pairs, {r['n_humans']} people")
     if "live_like" in result:
         ll = result["live_like"]
         print(f"live-like rounds: {ll['rounds']} ({ll['users'][0]}..{ll['users'][1]} users, {ll['chunked_rounds']} chunked)")
@@ -205,6 +278,13 @@ def register(commands) -> None:
     e.add_argument("--episodes", type=int, default=20, help="sequential: episodes (the same for every method)")
     e.add_argument("--episode-length", type=int, default=20)
     e.add_argument("--policy-dir", default="", help="default RLLI_POLICY_DIR (assets/policies)")
+    e.add_argument("--judge", choices=("trait", "llm", "both"), default="trait",
+                   help="one-round: the evaluation judge(s): the trait judge, the LLM's reward model (the -LI arm's), "
+                        "or both (every method's same actions scored under each; the first scores the main table)")
+    e.add_argument("--reward-model", default="", help="the LLM's reward model for --judge llm/both (default "
+                   "<policy-dir>/gddpg_li/reward_model.json)")
+    e.add_argument("--store", default="", help="a store URL (e.g. sqlite:///db/rlli.sqlite3): also report the LLM "
+                   "judge's agreement with people's ratings there (Spearman, Krippendorff's alpha)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_eval)
 

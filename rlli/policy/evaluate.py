@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from rlli.machine import cpu_model
-from rlli.network.allocation import Outcome, action_for, device_reference, evaluate, map_actions, server_reference
+from rlli.network.allocation import Outcome, QoeFn, action_for, device_reference, evaluate, map_actions, server_reference
 from rlli.network.params import SystemParams
 from rlli.network.state import MemberCurves, RoundState, encode, sample_states
 from rlli.policy.baselines import BASELINES, EQUAL_FRACTION
@@ -29,8 +29,13 @@ from rlli.policy.train import at_bounds
 
 EVAL_SEED = 20_251_127  # the held-out rounds (training draws from seeds 0.., validation from 999983)
 BENCH_SEED = 7_654_321
-LEARNED = ("gddpg", "ddpg")
-ABLATIONS = ("gddpg_t1",)  # learned arms evaluated beside the others when their checkpoints exist (T = 1: no chain)
+LEARNED = ("gddpg", "ddpg", "gddpg_li")
+REQUIRED = ("gddpg", "ddpg")  # learned arms the one-round evaluation needs; the others join when their checkpoints exist
+# evaluated beside the others when their checkpoints exist: T = 1 (no chain), the -LI arm (the LLM judge through a
+# reward model) and its control (the trait judge through the same reward-model pipeline)
+ABLATIONS = ("gddpg_t1", "gddpg_li", "gddpg_trait_rm")
+TRAIT_JUDGE = "trait/parametric-v1"
+RULE_JUDGE = {"best_found": f"{TRAIT_JUDGE} (searches on its reward)", "random": "none (random)"}
 CONTENDED = {"bandwidth_hz": 0.05e6, "server_hz": 2.0e9}
 ONE_ROUND_METHODS = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "fork_max", "best_found")
 TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -166,6 +171,46 @@ def personalisation(st: RoundState, outs: list[Outcome]) -> dict:
 # ----------------------------------------------------------------------------- one-round evaluation
 
 
+def seed_iqm(seed_means: list[float]) -> tuple[float, list[float]]:
+    """IQM of the seeds' mean reward with its percentile bootstrap interval over seeds (one seed: the value)."""
+    v = np.asarray(seed_means, float)
+    return iqm(v), (_bootstrap(iqm, v) if len(v) > 1 else [iqm(v)] * 2)
+
+
+def _judged_summary(outs: list[Outcome], best: Outcome, base: Outcome, greedy: Outcome) -> dict:
+    """One method under one evaluation judge: reward, QoE, gain captured, seed IQM, paired reward against greedy."""
+    reward = np.mean([o.reward for o in outs], axis=0)
+    seeds = [float(o.reward.mean()) for o in outs]
+    span = float(best.reward.mean() - base.reward.mean())
+    i, ci = seed_iqm(seeds)
+    return {"reward": float(reward.mean()), "qoe": float(np.mean([o.total_qoe.mean() for o in outs])),
+            "gain_captured": float((reward.mean() - base.reward.mean()) / span) if span else float("nan"),
+            "seeds": len(outs), "seed_rewards": seeds, "iqm": i, "iqm_ci": ci,
+            "vs_greedy": paired(reward, greedy.reward)}
+
+
+def cross_evaluation(st: RoundState, actions: dict[str, list[np.ndarray]], p: SystemParams,
+                     judges: dict[str, QoeFn | None]) -> dict:
+    """Every method's actions (the same held-out rounds) scored under each evaluation judge; with the -LI arm, its
+    paired per-round reward against G-DDPG (trait judge) and the seed-level probability that an -LI seed beats a
+    G-DDPG seed, under each judge."""
+    out: dict = {}
+    for jn, fn in judges.items():
+        outs = {k: [evaluate(st, a, p, fn) for a in acts] for k, acts in actions.items()}
+        rows = {k: _judged_summary(v, outs["best_found"][0], outs["no_sharing"][0], outs["greedy"][0])
+                for k, v in outs.items()}
+        extra = {}
+        for arm in ("gddpg_li", "gddpg_trait_rm"):
+            if arm in outs and "gddpg" in outs:
+                a = np.mean([o.reward for o in outs[arm]], axis=0)
+                b = np.mean([o.reward for o in outs["gddpg"]], axis=0)
+                x, y = np.asarray(rows[arm]["seed_rewards"]), np.asarray(rows["gddpg"]["seed_rewards"])
+                extra[f"{arm}_minus_gddpg"] = {**paired(a, b), "p_seed_beats": prob_improvement(x, y),
+                                               "p_seed_beats_ci": _bootstrap(prob_improvement, x, y)}
+        out[jn] = {"methods": rows, **extra}
+    return out
+
+
 def _summary(outs: list[Outcome], st: RoundState, dev, srv) -> dict:
     """Per-round figures averaged over the outcomes (training seeds), then over rounds."""
     qoe = np.mean([o.total_qoe for o in outs], axis=0)
@@ -220,37 +265,49 @@ def energy_sensitivity(st: RoundState, p: SystemParams) -> dict:
 
 def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: int = 500,
                      best_kw: dict | None = None, log=print, curves: MemberCurves | None = None,
-                     methods: tuple[str, ...] = ONE_ROUND_METHODS) -> dict:
-    """The one-round evaluation (the issue's JSON). Raises FileNotFoundError when a learned method has no checkpoint."""
+                     methods: tuple[str, ...] = ONE_ROUND_METHODS, judges: dict[str, QoeFn | None] | None = None,
+                     judge_names: dict[str, str] | None = None) -> dict:
+    """The one-round evaluation (the issue's JSON). Raises FileNotFoundError when a learned method has no checkpoint.
+
+    ``judges`` maps an evaluation judge's name to its QoE function (None = the trait judge); the first one scores
+    the main table, and ``cross_evaluation`` scores every method's same actions under each of them (default: the
+    trait judge only). Best found searches on the trait judge's reward whatever the evaluation judge."""
     p = p or SystemParams()
+    judges = dict(judges or {"trait": None})
+    primary = judges[next(iter(judges))]
     curves = curves or training_curves(p.steps)
     st = heldout_states(p, n_states, curves)
-    dev, srv = device_reference(st, p), server_reference(st, p)
+    dev, srv = device_reference(st, p, primary), server_reference(st, p, primary)
     outs: dict[str, list[Outcome]] = {}
+    actions: dict[str, list[np.ndarray]] = {}
     bounds: dict[str, float] = {}
-    judges: dict[str, str] = {}
+    learned_from: dict[str, str] = {}
     best_action = None
     if "best_found" not in methods or "no_sharing" not in methods:
         raise ValueError("the evaluation needs best_found and no_sharing (its scale)")
     methods = tuple(methods) + tuple(a for a in ABLATIONS if a not in methods and seed_folders(policy_dir, a))
     for name in methods:
         t0 = time.perf_counter()
-        if name in LEARNED + ABLATIONS:
+        if name in LEARNED + ABLATIONS and (name in REQUIRED or seed_folders(policy_dir, name)):
             folders = seed_folders(policy_dir, name)
             if not folders:
                 raise FileNotFoundError(f"no {name} checkpoints under {Path(policy_dir) / name} (seed*/actor.safetensors): "
                                         "train them with scripts/train_policies.sh")
             acts = [learned_actions(f, st, p) for f in folders]
-            outs[name] = [evaluate(st, a, p) for a in acts]
             bounds[name] = float(np.mean([at_bounds(st, a) for a in acts]))
-            judges[name] = ", ".join(sorted({checkpoint_judge(f) for f in folders}))
+            learned_from[name] = ", ".join(sorted({checkpoint_judge(f) for f in folders}))
+        elif name in LEARNED + ABLATIONS:
+            continue  # an optional learned arm without checkpoints
         else:
             kw = (best_kw or {}) if name == "best_found" else {}
             a = BASELINES[name](st, p, np.random.default_rng(EVAL_SEED), **kw)
             if name == "best_found":
                 best_action = a
-            outs[name] = [evaluate(st, a, p)]
+            acts = [a]
             bounds[name] = at_bounds(st, a)
+            learned_from[name] = RULE_JUDGE.get(name, "none (a fixed rule)")
+        actions[name] = acts
+        outs[name] = [evaluate(st, a, p, primary) for a in acts]
         log(f"{name}: {time.perf_counter() - t0:.1f} s")
     s = {k: _summary(v, st, dev, srv) for k, v in outs.items()}
     best = s["best_found"]["reward"]
@@ -262,8 +319,8 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
         methods_out[k]["oracle_share"] = v["reward"] / best
         methods_out[k]["at_bounds"] = bounds.get(k)
         methods_out[k]["personalisation"] = personalisation_score(st, outs[k])
-        if k in judges:
-            methods_out[k]["judge"] = judges[k]
+        methods_out[k]["iqm"], methods_out[k]["iqm_ci"] = seed_iqm(v["_seed_rewards"])
+        methods_out[k]["judge"] = learned_from[k]
     refs = {r.name: {"qoe": float(r.total_qoe.mean()), "qoe_ci": t_ci(r.total_qoe), "energy": float(r.energy_j.mean()),
                      "delay": float(r.delay_s[st.mask].mean()), "reward": float(r.reward.mean()),
                      "missed_deadlines": float((r.qoe[st.mask] == 1.0).mean())} for r in (dev, srv)}
@@ -303,10 +360,43 @@ def evaluate_methods(policy_dir: Path, p: SystemParams | None = None, n_states: 
         "energy_sensitivity": energy_sensitivity(st, p),
     }
     result["prob_improvement"] = result["seed_statistics"].get("p_gddpg_beats_ddpg")
+    names = judge_names or {}
+    result["judges"] = {jn: names.get(jn, TRAIT_JUDGE if fn is None else jn) for jn, fn in judges.items()}
+    result["cross_evaluation"] = cross_evaluation(st, actions, p, judges)
+    for k, row in methods_out.items():
+        row["by_judge"] = {jn: {kk: vv for kk, vv in c["methods"][k].items() if kk != "seed_rewards"}
+                           for jn, c in result["cross_evaluation"].items()}
     c = p.with_(**CONTENDED)  # where bandwidth and compute can matter: a 10x narrower band, a 10x slower server
     result["ablation_contended"] = {"params": CONTENDED, **ablation(st, BASELINES["best_found"](
         st, c, np.random.default_rng(EVAL_SEED), **(best_kw or {})), c)}
     return result
+
+
+def li_reward_model_path(policy_dir: Path) -> Path:
+    """The -LI arm's reward model: <policy_dir>/gddpg_li/reward_model.json (the one every seed trained on)."""
+    return Path(policy_dir) / "gddpg_li" / "reward_model.json"
+
+
+def judge_agreement(frame, judge: str) -> dict:
+    """The LLM judge's own agreement with people on the same images, from a store's rating frame
+    (``Store.rating_frame()``): Spearman and Krippendorff's alpha (interval) with bootstrap intervals over people,
+    rlli.analysis.agreement's overall rows for ``judge`` ("backend/model"), per pairing (own profile, presets).
+    {"status": "no human ratings"} when the store has none, {"status": "no ratings by <judge>"} when people rated
+    but this judge did not rate the same images."""
+    from rlli.analysis.agreement import agreement_table
+
+    if frame is None or not len(frame) or not (frame["rater_kind"] == "human").any():
+        return {"status": "no human ratings", "judge": judge}
+    backend, _, model = judge.partition("/")
+    rows = [r for r in agreement_table(frame, resamples=1000, seed=0)
+            if r.slice == "overall" and r.backend == backend and r.model == model]
+    if not rows:
+        return {"status": f"no ratings by {judge} on images people rated", "judge": judge,
+                "human_ratings": int((frame["rater_kind"] == "human").sum())}
+    return {"status": "ok", "judge": judge,
+            "pairings": {r.pairing: {"n_pairs": r.n_pairs, "n_humans": r.n_humans, "n_failed": r.n_failed,
+                                     **{k: {"value": e.value, "ci": [e.low, e.high]} for k, e in r.statistics.items()
+                                        if k in ("spearman", "alpha", "mae")}} for r in rows}}
 
 
 # ----------------------------------------------------------------------------- sequential evaluation

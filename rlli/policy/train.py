@@ -377,6 +377,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-cache", default="", help="judge answers kept here, a rerun asks only what is missing "
                    "(default runs/policy/judge-queries.json)")
     p.add_argument("--reward-model", default="", help="train on a saved reward_model.json instead of asking a judge")
+    p.add_argument("--fit-only", action="store_true", help="ask the judge and fit the reward model (saved as "
+                   "<out>/reward_model.json), do not train")
     p.add_argument("--init", default="", help="start actor and critic from this checkpoint folder (fine-tuning)")
     p.add_argument("--actor-lr", type=float, default=None, help="actor learning rate (default per algorithm: "
                    + ", ".join(f"{k} {v:g}" for k, v in TUNED_LR.items()) + ")")
@@ -406,6 +408,8 @@ if __name__ == "__main__":  # numpy + torch only (no settings object): what scri
     parser = argparse.ArgumentParser(prog="python -m rlli.policy.train", description=__doc__.splitlines()[0])
     add_arguments(parser)
     ns = parser.parse_args()
+    if ns.fit_only:
+        parser.error("--fit-only asks a judge: use `python -m rlli train policy --judge ... --query-budget N --fit-only`")
     if ns.reward_model:
         try:
             rm, label = saved_reward_model(ns.reward_model)
