@@ -46,11 +46,16 @@ def mish_(x: np.ndarray) -> np.ndarray:
     np.exp(e, out=e)
     n = e + F32(2.0)
     n *= e
-    e[...] = n
-    e += F32(2.0)
+    np.add(n, F32(2.0), out=e)
     n /= e
     x *= n
     return x
+
+
+def clip1_(x: np.ndarray) -> np.ndarray:
+    """x clipped to [-1, 1] in place (two ufuncs: np.clip's argument handling costs more than the work here)."""
+    np.maximum(x, F32(-1.0), out=x)
+    return np.minimum(x, F32(1.0), out=x)
 
 
 def _linear(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +101,7 @@ class DiffusionChain:
     def __init__(self, w: _Weights, obs_dim: int, act_dim: int, hidden: int, steps: int, t_dim: int = 16):
         self.obs_dim, self.act_dim, self.steps = obs_dim, act_dim, steps
         self.s1, self.sb1 = _linear(w("net.state_mlp.0.weight", (hidden, obs_dim)), w("net.state_mlp.0.bias", (hidden,)))
-        self.s2, self.sb2 = _linear(w("net.state_mlp.2.weight", (hidden, hidden)), w("net.state_mlp.2.bias", (hidden,)))
+        s2, sb2 = _linear(w("net.state_mlp.2.weight", (hidden, hidden)), w("net.state_mlp.2.bias", (hidden,)))
         t1, tb1 = _linear(w("net.time_mlp.1.weight", (2 * t_dim, t_dim)), w("net.time_mlp.1.bias", (2 * t_dim,)))
         t2, tb2 = _linear(w("net.time_mlp.3.weight", (t_dim, 2 * t_dim)), w("net.time_mlp.3.bias", (t_dim,)))
         m1, mb1 = _linear(w("net.mid.0.weight", (hidden, act_dim + t_dim + hidden)), w("net.mid.0.bias", (hidden,)))
@@ -104,7 +109,9 @@ class DiffusionChain:
         self.m3, self.mb3 = _linear(w("net.mid.4.weight", (act_dim, hidden)), w("net.mid.4.bias", (act_dim,)))
         # the first mid layer reads [x_t | time embedding | state embedding]: split it by columns
         self.m1x = np.ascontiguousarray(m1[:act_dim])
-        self.m1s = np.ascontiguousarray(m1[act_dim + t_dim:])
+        m1s = m1[act_dim + t_dim:]
+        # the state embedding enters only through m1s: its last layer and m1s are one linear map
+        self.s2m, self.sb2m = (s2 @ m1s).astype(F32), (sb2 @ m1s).astype(F32)
         temb = mish_(_time_embedding(steps, t_dim) @ t1 + tb1) @ t2 + tb2  # [T, t_dim]: one per step, constant
         self.step_bias = (temb @ m1[act_dim:act_dim + t_dim] + mb1).astype(F32)  # [T, hidden]
         # the schedule: the checkpoint's buffers (what the torch actor loads), as numbers per step
@@ -112,7 +119,9 @@ class DiffusionChain:
         self.sqrt_recipm1_ac = [F32(v) for v in w("sqrt_recipm1_ac", (steps,))]
         self.coef_x0 = [F32(v) for v in w("coef_x0", (steps,))]
         self.coef_xt = [F32(v) for v in w("coef_xt", (steps,))]
-        self.sigma = [F32(v) for v in np.exp(F32(0.5) * w("log_var", (steps,)))]
+        sigma = np.exp(F32(0.5) * w("log_var", (steps,)))
+        # step i > 0 adds sigma_i times noise[T - i]: the factor of each noise row, in order (row 0 is x_T itself)
+        self.noise_scale = np.array([1.0] + [sigma[steps - j] for j in range(1, steps)], dtype=F32)[:, None, None]
 
     def draw_noise(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         """Every random number one reverse chain uses, in the order it uses them (x_T, then one draw per step
@@ -121,8 +130,9 @@ class DiffusionChain:
 
     def state_part(self, obs: np.ndarray) -> np.ndarray:
         """The state embedding times the state columns of the first mid layer: [B, hidden], once per observation."""
-        h = mish_(obs @ self.s1 + self.sb1)
-        return (h @ self.s2 + self.sb2) @ self.m1s
+        h = mish_(obs @ self.s1 + self.sb1) @ self.s2m
+        h += self.sb2m
+        return h
 
     def reverse(self, obs: np.ndarray, noise: np.ndarray, repeat: int = 1) -> np.ndarray:
         """The reverse chain for ``repeat`` candidates of each observation (candidate j of observation i at row
@@ -131,7 +141,8 @@ class DiffusionChain:
         if repeat > 1 and sp.shape[0] > 1:
             sp = np.tile(sp, (repeat, 1))
         bias = sp + self.step_bias[:, None, :]  # [T, rows or 1, hidden]: the first layer's bias at every step
-        x = np.array(noise[0], dtype=F32)
+        noise = noise * self.noise_scale  # a copy: x_T, then each step's sigma_t z
+        x = noise[0]
         for i in reversed(range(self.steps)):
             h = x @ self.m1x
             h += bias[i]
@@ -142,13 +153,13 @@ class DiffusionChain:
             eps *= self.sqrt_recipm1_ac[i]
             x0 = self.sqrt_recip_ac[i] * x
             x0 -= eps  # the predicted x_0, clipped: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
-            np.clip(x0, -1.0, 1.0, out=x0)
+            clip1_(x0)
             x0 *= self.coef_x0[i]
             x *= self.coef_xt[i]
             x += x0  # the posterior mean
             if i > 0:
-                x += self.sigma[i] * noise[self.steps - i]
-        return np.clip(x, -1.0, 1.0, out=x)
+                x += noise[self.steps - i]
+        return clip1_(x)
 
 
 class MLPPolicyNet:
@@ -178,13 +189,14 @@ class TwinCritic:
         heads = [[_linear(w(f"{q}.{j}.weight", shape), w(f"{q}.{j}.bias", (shape[0],)))
                   for j, shape in ((0, (hidden, obs_dim + act_dim)), (2, (hidden, hidden)), (4, (1, hidden)))]
                  for q in ("q1", "q2")]
-        first = np.concatenate([heads[0][0][0], heads[1][0][0]], axis=1)  # [obs + act, 2 hidden]
+        first = np.concatenate([heads[0][0][0], heads[1][0][0]], axis=1)  # [obs + act, 2 hidden]: both heads
         self.w1o, self.w1a = np.ascontiguousarray(first[:obs_dim]), np.ascontiguousarray(first[obs_dim:])
         self.b1 = np.concatenate([heads[0][0][1], heads[1][0][1]])
         self.w2 = [heads[0][1][0], heads[1][1][0]]
-        self.b2 = [heads[0][1][1], heads[1][1][1]]
-        self.w3 = [heads[0][2][0], heads[1][2][0]]
-        self.b3 = [heads[0][2][1], heads[1][2][1]]
+        self.b2 = np.concatenate([heads[0][1][1], heads[1][1][1]])
+        self.w3 = np.zeros((2 * hidden, 2), dtype=F32)  # the two output layers, block-diagonal: [Q1, Q2] in one product
+        self.w3[:hidden, 0], self.w3[hidden:, 1] = heads[0][2][0][:, 0], heads[1][2][0][:, 0]
+        self.b3 = np.concatenate([heads[0][2][1], heads[1][2][1]])
 
     def q_min(self, obs: np.ndarray, act: np.ndarray, repeat: int = 1) -> np.ndarray:
         """min(Q1, Q2) of ``act`` [repeat * B, act_dim] (candidate j of observation i at row j * B + i) given
@@ -197,8 +209,13 @@ class TwinCritic:
         h += self.b1
         mish_(h)
         k = self.hidden
-        q = [mish_(h[:, j * k:(j + 1) * k] @ self.w2[j] + self.b2[j]) @ self.w3[j] + self.b3[j] for j in (0, 1)]
-        return np.minimum(q[0], q[1])[:, 0]
+        h2 = np.empty_like(h)
+        np.matmul(h[:, :k], self.w2[0], out=h2[:, :k])
+        np.matmul(h[:, k:], self.w2[1], out=h2[:, k:])
+        h2 += self.b2
+        q = mish_(h2) @ self.w3
+        q += self.b3
+        return q.min(axis=1)
 
 
 def _actor(w: _Weights, cfg: dict):
