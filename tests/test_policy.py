@@ -225,7 +225,7 @@ def test_allocate_round_carries_the_allocation_and_its_references():
     assert set(figs) == {"no_sharing", "equal"}
     d = rep.as_dict()
     assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "energy_saved_vs_server_j",
-                      "server_per_user_j", "server_per_user_qoe", "notice"}
+                      "server_per_user_j", "server_per_user_qoe", "notice", "learned_from", "propensity"}
     json.dumps(d)
 
 

@@ -96,6 +96,9 @@ def run_eval(args) -> int:
     return 0
 
 
+RECIPE = ("denoise_steps", "hidden", "obs_version", "bc", "best_of", "residual", "advantage", "reward_scale")
+
+
 def run_train(args) -> int:
     """``train policy --reward store``: the reward model on the stored ratings, then the named checkpoint (``--init``,
     default the shipped RLLI_POLICY_DIR/<algo>/seed<RLLI_POLICY_SEED>) fine-tuned on the simulator with it."""
@@ -124,6 +127,13 @@ def run_train(args) -> int:
     rounds = sum(1 for r in logged.rounds if r.rated(raters))
     if not a.init:
         a.init = str(checkpoint_folder(a.algo, settings))
+    try:  # fine-tuning keeps the recipe of the checkpoint it starts from (layout, BC weight, best-of-N)
+        recipe = json.loads((Path(a.init) / "config.json").read_text()).get("args", {})
+    except (OSError, ValueError):
+        return fail(f"--init {a.init}: no readable checkpoint (config.json) to fine-tune")
+    for key in RECIPE:
+        if key in recipe:
+            setattr(a, key, type(getattr(a, key))(recipe[key]))
     if not a.out:
         a.out = str(Path("runs") / "policy" / f"{a.algo}-store-{raters}-s{a.seed}")
     judge = f"store:{raters}"
