@@ -10,7 +10,8 @@
 #   SERVER_GHZ=5 SEEDS="0 1 2" bash scripts/train_sequential.sh   # the contended server (where lookahead pays)
 #   JOBS=16 bash scripts/train_sequential.sh                  # more cores
 #
-# Each run uses one torch thread, niced, and stops at ITERATIONS or MINUTES, whichever comes first (the checkpoint
+# Every run gets the same budget, ITERATIONS (x 16 rounds); MINUTES is only a safety stop (a 4-minute wall-clock
+# budget gave 458..1694 iterations on a shared 2-core machine: unequal budgets). One torch thread, niced (the checkpoint
 # is written at every validation, so a stopped run keeps its last one). Logs go to $LOGS/<tag>-<arm>-s<seed>.log;
 # checkpoints to runs/policy/<tag>-<arm>-s<seed>/, copied to $DEST/<arm>/seed<seed>/ (actor, config, curve, train
 # summary; the critic only for G-DDPG, whose best-of-8 reads it: DDPG's deterministic actor does not).
@@ -20,8 +21,8 @@ PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-"0 1 2 3 4 5 6 7 8 9"}
 ARMS=${ARMS:-"gddpg ddpg"}
-ITERATIONS=${ITERATIONS:-2000}
-MINUTES=${MINUTES:-4}
+ITERATIONS=${ITERATIONS:-1000}
+MINUTES=${MINUTES:-10}
 SERVER_GHZ=${SERVER_GHZ:-20}
 if [ "$SERVER_GHZ" = 20 ]; then TAG=seq; DEST_DEFAULT=assets/policies/sequential; else
   TAG=seq-server$SERVER_GHZ; DEST_DEFAULT=assets/policies/sequential/server$SERVER_GHZ; fi
