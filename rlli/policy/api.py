@@ -31,10 +31,10 @@ POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "
                                  "best_found")
 LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
 PROPENSITY_DRAWS = 64  # M: draws of a sampled policy (G-DDPG's chain) per logged chunk
-SMOOTHING = 0.5  # additive smoothing of a sampled policy's per-member step frequencies (never 0)
+SMOOTHING = 1.0  # one pseudo-draw spread evenly over a member's 0..cap: a sampled policy's frequencies are never 0
 PROPENSITY_FLOOR = 1e-3  # no per-member probability below this
 EXPLORE_STREAM = 0x5EED  # the exploration draws' own random stream (the round's seed, this)
-LOG_VERSION = 1
+LOG_VERSION = 2  # 2: smoothing is one pseudo-draw spread over 0..cap
 
 
 @dataclass(frozen=True)
@@ -542,25 +542,31 @@ def policy_step_draws(policy: Policy, st: RoundState, p: SystemParams, draw_seed
 
 
 def step_probabilities(policy: Policy, st: RoundState, p: SystemParams, steps, epsilon: float, seed: int,
-                       draws: int = PROPENSITY_DRAWS, policy_steps=None) -> np.ndarray:
+                       draws: int = PROPENSITY_DRAWS, policy_steps=None, smoothing: float = SMOOTHING,
+                       floor: float = PROPENSITY_FLOOR, drawn=None) -> np.ndarray:
     """[K] each slot's probability under ``policy`` (with epsilon-exploration) of taking ``steps`` shared steps
     on the round ``st`` it acts on with ``seed``.
 
     Per member, pi_k(s) = (1 - epsilon) p_k(s) + epsilon / (cap_k + 1), where p_k is the policy's own
     probability: for a deterministic policy (given the round and its seed) 1 at its steps and 0 elsewhere; for
     a sampled one (G-DDPG: a diffusion chain, best-of-N; random) the smoothed frequency
-    (count + a) / (M + a (cap_k + 1)) of s among M draws seeded by ``propensity_seed(seed)``, floored at
+    (count + a / (cap_k + 1)) / (M + a) of s among M draws seeded by ``propensity_seed(seed)`` (a = SMOOTHING: one
+    pseudo-draw, so a nearly deterministic chain keeps about M / (M + 1) on its choice), floored at
     PROPENSITY_FLOOR. Slots with nothing to decide (empty, anchors, cap 0) get 1. The round's propensity is the
     product over members: M = 64 draws can estimate each member's distribution over cap + 1 values, not a joint
     over prod(cap_k + 1) vectors; the same product is used for every policy, behaviour and candidate alike.
-    ``policy_steps``: the deterministic policy's own steps when the caller has them (saves acting twice)."""
+    ``policy_steps``: the deterministic policy's own steps when the caller has them (saves acting twice);
+    ``draws``, ``smoothing`` and ``floor``: a log's own, when a candidate is scored on it; ``drawn``: the [M, K]
+    steps of the M draws when the caller has them."""
     steps = np.asarray(steps, dtype=int).reshape(-1)
     dec = decision_slots(st)
     cap = np.maximum(st.max_shared[0], 0)
     if policy.sampled:
-        drawn = policy_step_draws(policy, st, p, propensity_seed(seed), draws)
+        if drawn is None:
+            drawn = policy_step_draws(policy, st, p, propensity_seed(seed), draws)
+        draws = len(drawn)
         count = (drawn == steps[None, :]).sum(axis=0)
-        own = np.maximum((count + SMOOTHING) / (draws + SMOOTHING * (cap + 1)), PROPENSITY_FLOOR)
+        own = np.maximum((count + smoothing / (cap + 1)) / (draws + smoothing), floor)
     else:
         mine = policy_steps if policy_steps is not None else map_actions(st, policy.actions(st, p, int(seed))).steps
         own = (np.asarray(mine).reshape(-1) == steps).astype(float)

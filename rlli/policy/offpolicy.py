@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlli.network.allocation import evaluate
+from rlli.network.allocation import evaluate, map_actions
 from rlli.network.params import SystemParams
 from rlli.network.state import RoundState
 from rlli.policy.api import (
     EXPLORE_STREAM,
-    PROPENSITY_DRAWS,
     Policy,
     PolicyLog,
     explore,
@@ -265,20 +264,22 @@ def fit_reward_model(rounds: list[LoggedRound], raters: str, judge: str = ""):
 # ----------------------------------------------------------------------------- estimators
 
 
-def _candidate_actions(policy: Policy, st: RoundState, p: SystemParams, seed: int, epsilon: float,
-                       draws: int) -> np.ndarray:
-    """[n, 3K] actions drawn from the candidate on one chunk (n = draws when it is sampled or explores, else 1)."""
+def _candidate_actions(policy: Policy, st: RoundState, p: SystemParams, seed: int, draws: int) -> np.ndarray:
+    """[n, 3K] the candidate's own actions on one chunk: M draws (seeded as the propensity's) when it is sampled, else
+    its one action."""
     if policy.sampled:
-        rep = st.repeat(draws)
-        a = np.asarray(policy.actions(rep, p, propensity_seed(seed)), float).reshape(draws, -1)
-    else:
-        a = np.asarray(policy.actions(st, p, seed), float).reshape(1, -1)
-        if epsilon > 0:
-            a = np.repeat(a, draws, axis=0)
-    if epsilon > 0:
-        rng = np.random.default_rng([seed, EXPLORE_STREAM, 1])
-        a = np.concatenate([explore(st, row, epsilon, rng) for row in a])
-    return a
+        return np.asarray(policy.actions(st.repeat(draws), p, propensity_seed(seed)), float).reshape(draws, -1)
+    return np.asarray(policy.actions(st, p, seed), float).reshape(1, -1)
+
+
+def _explored(st: RoundState, a: np.ndarray, seed: int, epsilon: float, draws: int) -> np.ndarray:
+    """The candidate's actions with its epsilon-exploration (M rows when it explores)."""
+    if epsilon <= 0:
+        return a
+    if len(a) == 1:
+        a = np.repeat(a, draws, axis=0)
+    rng = np.random.default_rng([seed, EXPLORE_STREAM, 1])
+    return np.concatenate([explore(st, row, epsilon, rng) for row in a])
 
 
 def q_value(model, rnd: LoggedRound, actions: list[np.ndarray], raters: str) -> np.ndarray:
@@ -318,7 +319,7 @@ def _snips(m: np.ndarray) -> float:
 
 
 def estimate(policy: Policy, rounds: list[LoggedRound], raters: str, model=None, epsilon: float = 0.0,
-             draws: int = PROPENSITY_DRAWS, seed: int = 0, weight=None) -> dict:
+             seed: int = 0, weight=None) -> dict:
     """IPS, SNIPS and DR of ``policy`` (acting with ``epsilon``) on the logged rounds, with 95% bootstrap CIs.
 
     ``weight(pi_e, pi_b)`` is the importance weight (default pi_e / pi_b; a parameter so tests can break it).
@@ -336,9 +337,13 @@ def estimate(policy: Policy, rounds: list[LoggedRound], raters: str, model=None,
         prob_e = 1.0
         acts = []
         for st, p, c in zip(r.states, r.params, r.log.chunks):
-            prob_e *= float(np.prod(step_probabilities(policy, st, p, c.steps, epsilon, c.seed, draws)))
+            own = _candidate_actions(policy, st, p, c.seed, r.log.draws)  # acting once serves both
+            steps = map_actions(st.repeat(len(own)), own).steps
+            prob_e *= float(np.prod(step_probabilities(
+                policy, st, p, c.steps, epsilon, c.seed, r.log.draws, smoothing=r.log.smoothing, floor=r.log.floor,
+                drawn=steps if policy.sampled else None, policy_steps=None if policy.sampled else steps)))
             if model is not None:
-                acts.append(_candidate_actions(policy, st, p, c.seed, epsilon, draws))
+                acts.append(_explored(st, own, c.seed, epsilon, r.log.draws))
         prob_b = float(np.prod([x for c in r.log.chunks for x in c.propensity]))
         if prob_b >= 1.0 - 1e-12 and r.deterministic and prob_e < 1.0 - 1e-12:
             unsupported += 1
@@ -394,7 +399,7 @@ def estimate(policy: Policy, rounds: list[LoggedRound], raters: str, model=None,
 
 
 def evaluate_candidates(url: str, candidates: dict[str, Policy], raters: str = "both", epsilon: float = 0.0,
-                        draws: int = PROPENSITY_DRAWS, seed: int = 0) -> dict:
+                        seed: int = 0) -> dict:
     """Every candidate (label -> policy) on the logged rounds of the store at ``url`` (one reward model for all)."""
     if raters not in RATERS:
         raise OffPolicyError(f"raters must be one of {', '.join(RATERS)}, not {raters!r}")
@@ -405,8 +410,8 @@ def evaluate_candidates(url: str, candidates: dict[str, Policy], raters: str = "
                              "round --rounds 20` or serve rounds with the app")
     model, describe = fit_reward_model(logged.rounds, raters)
     return {"raters": raters, "logged_rounds": len(logged.rounds), "skipped": logged.skipped,
-            "reward_model": describe, "clip": CLIP, "draws": draws,
-            "candidates": {label: {**estimate(p, logged.rounds, raters, model, epsilon, draws, seed),
+            "reward_model": describe, "clip": CLIP, "draws": sorted({r.log.draws for r in logged.rounds}),
+            "candidates": {label: {**estimate(p, logged.rounds, raters, model, epsilon, seed),
                                    "notice": None if p.notice is None else p.notice.message}
                            for label, p in candidates.items()}}
 
