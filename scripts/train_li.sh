@@ -18,7 +18,7 @@ JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-"0 1 2 3 4 5 6 7 8 9"}
 ITERATIONS=${ITERATIONS:-1500}
 MINUTES=${MINUTES:-15}
-BUDGET=${BUDGET:-160}
+BUDGET=${BUDGET:-144}
 JUDGE=${JUDGE:-llm}
 ARM=${ARM:-gddpg_li}
 LOGS=${LOGS:-runs/policy}
@@ -37,6 +37,8 @@ printf '%s\n' $SEEDS | xargs -P "$JOBS" -I{} bash -c '
   tail -n 1 "'"$LOGS"'/'"$ARM"'-s$seed.log"'
 
 if [ "${SKIP_COPY:-0}" != "1" ]; then
+  mkdir -p "assets/policies/$ARM"
+  cp "$rm_file" "assets/policies/$ARM/reward_model.json"  # what eval policy --judge llm scores with
   for seed in $SEEDS; do
     dst="assets/policies/$ARM/seed$seed"
     mkdir -p "$dst"

@@ -55,6 +55,7 @@ def test_the_design_respects_the_budget_fills_the_ranges_and_nests():
     d = np.array([x.delay_s for x in qs])
     assert Q_RANGE[0] <= q.min() and q.max() <= Q_RANGE[1] and D_RANGE[0] <= d.min() and d.max() <= D_RANGE[1]
     assert np.ptp(q) > 0.07 and np.ptp(np.log(d)) > 0.8 * np.log(D_RANGE[1] / D_RANGE[0])  # spread, not clumped
+    assert 0.4 <= (q == 1.0).mean() <= 0.6 and q[q < 1].max() <= 0.99  # the unshared quality, most users' case
     names = [x.persona.name for x in qs]
     assert names.count("calm") == 10 and names.count("edgy") == 10 and names.count("sampled") == 40
     t = np.array([x.persona.traits.as_tuple() for x in qs if x.persona.name == "sampled"])

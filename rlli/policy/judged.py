@@ -9,8 +9,9 @@ fitted to the answers:
    third query is a preset persona (in turn); the others are Big-Five profiles drawn from the sequence,
    uniform on [0, 1]^5 as the training rounds' users are, on the TIPI's twelfths. Quality and delay cover
    the range the training rounds produce (:func:`design_ranges`, measured on sampled rounds under random,
-   greedy and not-sharing actions, widened), delay on a log scale; both rounded to what the judge is shown
-   (a whole percent, a tenth of a second).
+   greedy and not-sharing actions, widened), delay on a log scale; half the queries at exactly the unshared
+   quality 1.0 (most training users get it, see FULL_QUALITY_SHARE), the others spread below 0.99; both
+   rounded to what the judge is shown (a whole percent, a tenth of a second).
 2. **The answers** (:func:`ask`), in batches through ``judge.rate_many``, kept in a JSON cache keyed by
    judge backend/model, persona and cell, written after every batch: a rerun (or a larger budget) asks only
    what is missing. An answer without a valid score (``score=None``, garbled, out of range) is counted as
@@ -39,6 +40,9 @@ MIN_RATED = 0.5  # the least share of the budget the judge must answer for the f
 MIN_ANSWERS = 8
 BATCH = 8  # queries per rate_many call (and per cache write)
 PRESET_EVERY = 3  # every third query a preset persona
+# half the queries at exactly the unshared quality (1.0): 88-90% of the training rounds' users get it (anchors and
+# members who do not share), the others 0.990-0.999, so the contrast the policy decides on is 100% against 99%
+FULL_QUALITY_SHARE = 0.5
 TRANSIENT = ("unavailable", "timeout", "error")  # failures a rerun asks again (not cached)
 TIPI_GRID = 12
 DESIGN_SEED = 0
@@ -108,7 +112,10 @@ def query_design(budget: int, presets: list[Persona], quality_range: tuple[float
         else:
             t = np.clip(np.floor(row[:5] * (TIPI_GRID + 1)) / TIPI_GRID, 0.0, 1.0)
             persona = Persona(name="sampled", traits=BigFive(*map(float, t)), instrument="sampled")
-        q = round(q_lo + row[5] * (q_hi - q_lo), 2)
+        if row[5] < FULL_QUALITY_SHARE or q_hi - q_lo < 0.01:
+            q = q_hi
+        else:
+            q = round(q_lo + (row[5] - FULL_QUALITY_SHARE) / (1 - FULL_QUALITY_SHARE) * (min(q_hi, 0.99) - q_lo), 2)
         d = round(math.exp(math.log(d_lo) + row[6] * (math.log(d_hi) - math.log(d_lo))), 1)
         out.append(Query(persona, float(q), float(max(d, 0.1))))
     return out
@@ -230,7 +237,8 @@ def fit_reward_model(judge: Judge, budget: int, cache_path: str | Path, p=None, 
     y = [a["expected"] if target == "expected" and a["expected"] is not None else a["score"] for _, a in ok]
     info = {"budget": budget, "answered": len(ok), "failed": got.failed, "statuses": statuses,
             "asked_now": got.asked, "from_cache": got.cached, "design": "scrambled Halton (scipy.stats.qmc), seed "
-            f"{seed}; every {PRESET_EVERY}rd query a preset persona, the others uniform Big-Five on the TIPI grid",
+            f"{seed}; every {PRESET_EVERY}rd query a preset persona, the others uniform Big-Five on the TIPI grid; "
+            f"{FULL_QUALITY_SHARE:.0%} at quality 1.0, the rest below 0.99; delay log-uniform",
             "quality_range": list(q_range), "delay_range_s": list(d_range), "target": target,
             "expected_scores": sum(1 for _, a in ok if a["expected"] is not None),
             "presets": sorted({q.persona.name for q, _ in ok if q.persona.instrument != "sampled"})}
