@@ -262,3 +262,27 @@ def test_the_weights_are_clipped_at_ten(rule):
     assert res["clipped_share"] == 0.5 and res["mean_weight"] == CLIP / 2
     assert res["ips"] == pytest.approx(np.mean(np.where(np.arange(12) % 2, CLIP, 0.0) * rewards))
     assert res["snips"] == pytest.approx(rewards[1::2].mean())  # self-normalised: unclipped weights, any scale
+
+
+def test_train_policy_reward_store_fine_tunes_and_records_what_it_learned_from(served, tmp_path, capsys):
+    from rlli.commands.offpolicy import run_train
+    from rlli.policy.train import add_arguments
+
+    s, _, _ = served
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parser.add_argument("--store", default="")
+    parser.add_argument("--raters", default="both")
+    ns = parser.parse_args(["--store", s.database_url, "--raters", "agents", "--iterations", "2", "--out",
+                            str(tmp_path / "ft"), "--no-progress"])
+    assert run_train(ns) == 0
+    meta = json.loads((tmp_path / "ft" / "config.json").read_text())
+    n = sum(len(v) for v in load_logged(s.database_url).rounds[0].rated("agents").values())
+    assert meta["judge"] == "store:agents" and meta["init"]["judge"] == "trait/parametric-v1"
+    assert meta["learned_from"]["rounds"] == 1 and meta["learned_from"]["ratings"] == n > 0
+    assert meta["args"]["best_of"] == 8  # the recipe of the checkpoint it fine-tunes
+    pol = load_policy("gddpg", Settings(), folder=tmp_path / "ft")
+    assert pol.learned_from()["judge"] == "store:agents" and pol.learned_from()["ratings"] == n
+    ns = parser.parse_args(["--store", s.database_url, "--raters", "people", "--iterations", "2", "--init",
+                            str(tmp_path / "missing"), "--no-progress"])
+    assert run_train(ns) == 2 and "error:" in capsys.readouterr().err

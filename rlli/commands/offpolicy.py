@@ -106,7 +106,7 @@ def run_train(args) -> int:
     from rlli.network.params import SystemParams
     from rlli.policy.api import checkpoint_folder
     from rlli.policy.offpolicy import RATERS, OffPolicyError, fit_reward_model, load_logged
-    from rlli.policy.train import args_from, train
+    from rlli.policy.train import ROOT, args_from, train
     from rlli.store.db import redact
 
     raters = _raters(args)
@@ -135,7 +135,7 @@ def run_train(args) -> int:
         if key in recipe:
             setattr(a, key, type(getattr(a, key))(recipe[key]))
     if not a.out:
-        a.out = str(Path("runs") / "policy" / f"{a.algo}-store-{raters}-s{a.seed}")
+        a.out = str(ROOT / "runs" / "policy" / f"{a.algo}-store-{raters}-s{a.seed}")
     judge = f"store:{raters}"
 
     def log(m: str) -> None:
