@@ -88,6 +88,23 @@ def test_the_cache_resumes_and_asks_only_what_is_missing(tmp_path):
     assert len(other.asked) == 8
 
 
+def test_two_runs_sharing_a_cache_keep_each_others_answers(tmp_path, monkeypatch):
+    cache = tmp_path / "queries.json"
+    qs = query_design(16, PRESETS, Q_RANGE, D_RANGE)
+    a, b = FakeJudge(), FakeJudge()
+    b.model = "counting-v2"
+    real_read = judged._read_cache
+    # run b read the cache before run a wrote its answers (two processes at once)
+    monkeypatch.setattr(judged, "_read_cache", lambda path, log: {})
+    ask(a, qs, cache, log=lambda m: None)
+    ask(b, qs, cache, log=lambda m: None)
+    monkeypatch.setattr(judged, "_read_cache", real_read)
+    a2, b2 = FakeJudge(), FakeJudge()
+    b2.model = "counting-v2"
+    assert ask(a2, qs, cache, log=lambda m: None).cached == 16 and a2.asked == []
+    assert ask(b2, qs, cache, log=lambda m: None).cached == 16 and b2.asked == []
+
+
 def test_garbled_and_missing_answers_are_counted_not_fatal(tmp_path):
     class Garbage:
         score, status, extras = "seven", "ok", {}

@@ -164,10 +164,23 @@ def _read_cache(path: Path, log) -> dict:
 
 
 def _write_cache(path: Path, cache: dict) -> None:
+    """Write the cache, merged with what other processes wrote meanwhile (under a lock file: two runs asking
+    different judges share one cache without losing each other's answers); atomic replace, so a crash never
+    leaves half a cache. ``cache`` is updated with the merged entries."""
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=0))
-    tmp.replace(path)  # a crash never leaves half a cache
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            on_disk = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            on_disk = {}
+        if isinstance(on_disk, dict):
+            cache.update({k: v for k, v in on_disk.items() if k not in cache})
+        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=0))
+        tmp.replace(path)
 
 
 def ask(judge: Judge, queries: list[Query], cache_path: str | Path, log: Callable[[str], None] = print,
