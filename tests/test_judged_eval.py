@@ -108,3 +108,13 @@ def test_agreement_with_people_or_a_plain_no():
     assert a["status"] == "ok"
     r = a["pairings"]["preset"]
     assert r["n_humans"] == 3 and r["n_pairs"] == 24 and r["spearman"]["value"] > 0.7 and "alpha" in r
+
+
+def test_a_store_that_is_not_there_is_said_so_and_not_created(tmp_path):
+    from rlli.commands.policy import _agreement_with_people
+
+    missing = tmp_path / "none.sqlite3"
+    out = _agreement_with_people(f"sqlite:///{missing}", {"llm": "llm/fake-judge via its reward model"})
+    assert out == {"status": f"no store at {missing}"} and not missing.exists()
+    assert "only the trait judge" in _agreement_with_people(f"sqlite:///{missing}", {"trait": "trait/parametric-v1"})[
+        "status"]

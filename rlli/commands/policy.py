@@ -87,6 +87,8 @@ def _agreement_with_people(url: str, names: dict) -> dict:
     judges = [n.split(" via ")[0] for k, n in names.items() if k != "trait"]
     if not judges:
         return {"status": "only the trait judge was evaluated (--judge llm or both for the LLM's agreement)"}
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return {"status": f"no store at {url[len('sqlite:///'):]}"}
     try:
         with Store.from_settings(Settings(database_url=url), migrate=False) as store:
             frame = store.rating_frame()
