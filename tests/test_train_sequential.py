@@ -83,7 +83,27 @@ def test_same_seed_same_policy(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_init_starts_from_the_checkpoint(tmp_path):
+    ts.train(tiny(tmp_path, out=str(tmp_path / "a")), log=lambda m: None)
+    # no update before learning starts: the fine-tuned run's deployed actor is the checkpoint it started from
+    ts.train(tiny(tmp_path, out=str(tmp_path / "b"), init=str(tmp_path / "a"), iterations=1, eval_every=1,
+                  learning_starts=1000), log=lambda m: None)
+    a, _ = load_actor(tmp_path / "a")
+    b, meta = load_actor(tmp_path / "b")
+    assert meta["init"]["folder"] == str(tmp_path / "a") and meta["init"]["env"] == "sequential"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_init_from_another_layout_is_a_clear_message(tmp_path, capsys):
+    ts.train(tiny(tmp_path, "ddpg"), log=lambda m: None)
+    with pytest.raises(SystemExit):
+        ts.main(["--algo", "gddpg", "--init", str(tmp_path / "ddpg"), "--out", str(tmp_path / "x"), "--no-progress",
+                 "--iterations", "1", "--episode-length", "1"])  # bounded, should the check ever let it train
+    assert "a ddpg checkpoint" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--query-budget", "10"], "--query-budget: the reward-model (-LI) path is one-round only"),
     (["--algo", "ppo"], "invalid choice: 'ppo'"),
     (["--obs-version", "1"], "needs --obs-version 2"),
     (["--episode-length", "0"], "must be positive: --episode-length"),

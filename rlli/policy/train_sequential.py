@@ -50,9 +50,9 @@ from rlli.network.state import RoundState, encode, obs_dim
 from rlli.policy import train as one_round
 from rlli.policy.actors import DoubleCritic
 from rlli.policy.baselines import greedy, no_sharing
-from rlli.policy.checkpoint import save_actor, save_critic
+from rlli.policy.checkpoint import CheckpointError, save_actor, save_critic
 from rlli.policy.forks import training_curves
-from rlli.policy.train import VALIDATION_SEED, act, at_bounds, base_action, make_actor
+from rlli.policy.train import VALIDATION_SEED, act, at_bounds, base_action, init_from, make_actor
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of run seed k starts from env seed k * 10_000 + i (then its own stream)
 JUDGE = {"trait": "trait/parametric-v1"}
@@ -160,6 +160,12 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     deployed = make_actor(args, o_dim, a_dim)
     deployed.load_state_dict(actor.state_dict())
     critic = DoubleCritic(o_dim, a_dim, args.hidden)
+    init_meta = None
+    if args.init:  # fine-tuning: actor and critic from a checkpoint (e.g. a one-round one) with the same layout
+        init_meta = init_from(args.init, actor, critic, args, o_dim, a_dim)
+        deployed.load_state_dict(actor.state_dict())
+        log(f"started from {args.init} ({init_meta.get('iterations_done', '?')} iterations, env "
+            f"{init_meta.get('env', 'one-round')})")
     critic_target = DoubleCritic(o_dim, a_dim, args.hidden)
     critic_target.load_state_dict(critic.state_dict())
     actor_opt = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, weight_decay=args.weight_decay)
@@ -188,6 +194,10 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
             "judge": JUDGE.get(args.judge, "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "obs_version": 2,
             "validation_seed": VALIDATION_SEED, "validation_episodes": args.validation_episodes,
             "residual": args.residual, "curves": curves.source, "best_of": args.best_of}
+    if init_meta is not None:
+        meta["init"] = {"folder": str(args.init), "env": init_meta.get("env", "one-round"),
+                        "judge": init_meta.get("judge", "trait/parametric-v1"),
+                        "iterations_done": init_meta.get("iterations_done")}
 
     def learned(st: RoundState, obs: np.ndarray, t: int) -> np.ndarray:
         return act(deployed, obs, seed=VALIDATION_SEED + t, base=base_action(st, p, args.residual), critic=critic,
@@ -318,11 +328,20 @@ def add_sequential_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequential: server speed (default 20 = one A10; 5 = the contended setting)")
 
 
+UNSUPPORTED = {"query_budget": "--query-budget", "reward_model": "--reward-model", "query_cache": "--query-cache",
+               "fit_only": "--fit-only"}  # the one-round trainer's reward-model flags (the -LI arm)
+
+
 def args_from(ns: argparse.Namespace) -> Args:
+    used = [flag for k, flag in UNSUPPORTED.items() if getattr(ns, k, None) not in (None, "", False)]
+    if used:
+        raise ValueError(f"{', '.join(used)}: the reward-model (-LI) path is one-round only; the sequential env learns "
+                         "from the trait judge")
     return Args(algo=ns.algo, seed=ns.seed, iterations=ns.iterations, minutes=ns.minutes, threads=ns.threads,
                 judge=ns.judge, out=ns.out, progress=not ns.no_progress, denoise_steps=ns.denoise_steps, bc=ns.bc,
-                obs_version=ns.obs_version, best_of=ns.best_of, episode_length=ns.episode_length,
-                server_ghz=ns.server_ghz)
+                obs_version=ns.obs_version, best_of=ns.best_of, init=getattr(ns, "init", ""),
+                actor_lr=getattr(ns, "actor_lr", None), critic_lr=getattr(ns, "critic_lr", None),
+                episode_length=ns.episode_length, server_ghz=ns.server_ghz)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         args = args_from(ns)
     except ValueError as e:
         parser.error(str(e))
-    train(args)
+    try:
+        train(args)
+    except CheckpointError as e:  # --init: a missing, unreadable or differently shaped checkpoint
+        parser.error(str(e))
     return 0
 
 
