@@ -141,7 +141,7 @@ class DiffusionChain:
         if repeat > 1 and sp.shape[0] > 1:
             sp = np.tile(sp, (repeat, 1))
         bias = sp + self.step_bias[:, None, :]  # [T, rows or 1, hidden]: the first layer's bias at every step
-        noise = noise * self.noise_scale  # a copy: x_T, then each step's sigma_t z
+        noise = np.asarray(noise, dtype=F32) * self.noise_scale  # a copy: x_T, then each step's sigma_t z
         x = noise[0]
         for i in reversed(range(self.steps)):
             h = x @ self.m1x
