@@ -286,3 +286,31 @@ def test_train_policy_reward_store_fine_tunes_and_records_what_it_learned_from(s
     ns = parser.parse_args(["--store", s.database_url, "--raters", "people", "--iterations", "2", "--init",
                             str(tmp_path / "missing"), "--no-progress"])
     assert run_train(ns) == 2 and "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_round_fills_a_store_with_logged_rounds(tmp_path, tiny_rule_path):
+    from rlli.commands.bench import bench_round
+
+    s = Settings(steps=2, persona_judge="trait", policy="greedy", policy_epsilon=0.5, round_window_s=0.0,
+                 fork_rule=tiny_rule_path)
+    r = bench_round(s, personas=2, store_dir=tmp_path, rounds=3)
+    assert r["rounds"] == 3 and r["rounds_s"] >= r["total_s"] and r["policy_epsilon"] == 0.5
+    logged = load_logged(r["store"])
+    assert len(logged.rounds) == 3 and logged.skipped == {}
+    assert all(x.log.policy == "greedy" and x.log.epsilon == 0.5 and x.reward("agents") is not None
+               for x in logged.rounds)
+
+
+def test_a_candidate_that_cannot_act_on_the_logged_rounds_fails_alone_with_a_message(served):
+    from rlli.policy.api import Policy
+    from rlli.policy.offpolicy import evaluate_candidates
+
+    class Broken(Policy):
+        def actions(self, st, p, seed=0):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    s, _, _ = served
+    out = evaluate_candidates(s.database_url, {"greedy": load_policy("greedy", s), "broken": Broken("broken")})
+    assert out["candidates"]["greedy"]["rounds"] == 1 and out["candidates"]["greedy"]["dr"] is not None
+    assert "cannot act on the logged rounds" in out["candidates"]["broken"]["error"]

@@ -84,6 +84,9 @@ def run_eval(args) -> int:
         return "" if not c else f" [{c[0]:.2f}, {c[1]:.2f}]"
 
     for label, r in result["candidates"].items():
+        if r.get("error"):
+            print(f"{label:>12s}: {r['error']}")
+            continue
         ips = "undefined" if r["ips"] is None else f"{r['ips']:.2f}{ci(r['ips_ci'])}"
         snips = "undefined" if r["snips"] is None else f"{r['snips']:.2f}"
         dr = "-" if r["dr"] is None else f"{r['dr']:.2f}{ci(r['dr_ci'])}"

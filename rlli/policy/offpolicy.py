@@ -337,7 +337,11 @@ def estimate(policy: Policy, rounds: list[LoggedRound], raters: str, model=None,
         prob_e = 1.0
         acts = []
         for st, p, c in zip(r.states, r.params, r.log.chunks):
-            own = _candidate_actions(policy, st, p, c.seed, r.log.draws)  # acting once serves both
+            try:
+                own = _candidate_actions(policy, st, p, c.seed, r.log.draws)  # acting once serves both
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise OffPolicyError(f"{policy.name} cannot act on the logged rounds (they have {st.k_max} user slots; "
+                                     f"{type(e).__name__}: {str(e)[:120]})") from None
             steps = map_actions(st.repeat(len(own)), own).steps
             prob_e *= float(np.prod(step_probabilities(
                 policy, st, p, c.steps, epsilon, c.seed, r.log.draws, smoothing=r.log.smoothing, floor=r.log.floor,
@@ -411,9 +415,17 @@ def evaluate_candidates(url: str, candidates: dict[str, Policy], raters: str = "
     model, describe = fit_reward_model(logged.rounds, raters)
     return {"raters": raters, "logged_rounds": len(logged.rounds), "skipped": logged.skipped,
             "reward_model": describe, "clip": CLIP, "draws": sorted({r.log.draws for r in logged.rounds}),
-            "candidates": {label: {**estimate(p, logged.rounds, raters, model, epsilon, seed),
-                                   "notice": None if p.notice is None else p.notice.message}
-                           for label, p in candidates.items()}}
+            "candidates": {label: _one(p, logged.rounds, raters, model, epsilon, seed) for label, p in candidates.items()}}
+
+
+def _one(policy: Policy, rounds: list[LoggedRound], raters: str, model, epsilon: float, seed: int) -> dict:
+    """One candidate's estimates, or its error (a candidate that cannot act on these rounds fails alone)."""
+    notice = None if policy.notice is None else policy.notice.message
+    try:
+        return {**estimate(policy, rounds, raters, model, epsilon, seed), "notice": notice}
+    except OffPolicyError as e:
+        return {"policy": policy.name, "error": str(e), "notice": notice, "ips": None, "ips_ci": None, "snips": None,
+                "dr": None, "dr_ci": None, "ess": None, "rounds": 0, "ratings": 0}
 
 
 __all__ = ["CLIP", "Logged", "LoggedRound", "OffPolicyError", "RATERS", "RidgeQoe", "estimate", "evaluate_candidates",
