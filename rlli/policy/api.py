@@ -233,13 +233,15 @@ class Policy:
         """:meth:`allocate` with epsilon-exploration of the shared steps, and the log that makes the round logged
         bandit feedback: what the policy saw, the action it took, and its probability of the mapped shared steps
         (see :func:`step_probabilities`). With ``epsilon`` 0 the allocation is exactly :meth:`allocate`'s."""
-        t0 = time.perf_counter()
+        deciding = 0.0  # the decision's own time (the propensity's draws are logging, not deciding)
         results, chunks = [], []
         for i, c in enumerate(live.chunks):
             seed = live.seed + i
+            t0 = time.perf_counter()
             chosen = self.actions(c.state, c.params, seed)
             a = explore(c.state, chosen, epsilon, np.random.default_rng([seed, EXPLORE_STREAM]))
             results.append((c, evaluate(c.state, a, c.params)))
+            deciding += time.perf_counter() - t0
             steps = map_actions(c.state, a).steps[0]
             draw_seed = propensity_seed(seed)
             probs = step_probabilities(self, c.state, c.params, steps, epsilon, seed, draws,
@@ -249,7 +251,7 @@ class Policy:
                                    action=[float(x) for x in np.asarray(a, float).reshape(-1)],
                                    steps=[int(x) for x in steps], propensity=[float(x) for x in probs],
                                    seed=int(seed), draw_seed=int(draw_seed)))
-        ms = 1000.0 * (time.perf_counter() - t0)
+        ms = 1000.0 * deciding
         ident = self.identity()
         log_ = PolicyLog(policy=self.name, checkpoint=ident["checkpoint"], config_sha256=ident["config_sha256"],
                          obs_version=self.obs_version(), sampled=self.sampled, epsilon=float(epsilon),
@@ -394,7 +396,6 @@ def get_policy(name: str | None = None, settings=None) -> Policy:
 # Every allocated round records what the policy saw (each chunk's state and encoded observation), the action it
 # took (3 x k_max numbers), the mapped shared steps and the policy's probability of them per slot, so the ratings
 # people and agents give later are (context, action, propensity, reward) tuples for rlli.policy.offpolicy.
-
 
 
 @dataclass(frozen=True)
