@@ -4,7 +4,8 @@
 #   gddpg     diffusion actor, T = 5 denoising steps, best of 8 candidates scored by the saved critic
 #   gddpg_t1  the same with T = 1 (the ablation: does the chain help at all?)
 #   ddpg      MLP actor (TD3+BC style; deterministic, so best-of-N does not apply: its critic is not shipped)
-# then the evaluation and the benchmark.
+# then the evaluation and the benchmark. The -LI arm (the LLM judge through a reward model) and its control:
+# scripts/train_li.sh.
 #
 #   bash scripts/train_policies.sh            # 10 seeds x 3 arms, 2 runs at a time (a 2-core machine)
 #   JOBS=16 bash scripts/train_policies.sh    # more cores

@@ -142,11 +142,11 @@ def _eval(args) -> int:
     first = next(iter(result["judges"]))
     print(f"{args.states} held-out rounds (2..{p.k_max} users), member curves from the fork rule, judge "
           f"{result['judges'][first]}, energy price {p.energy_price}/J; learned methods averaged over their seeds")
-    print(f"{'method':>11s} {'total QoE':>9s} {'95% CI':>17s} {'energy J':>9s} {'vs dev J':>8s} {'delay s':>7s} "
+    print(f"{'method':>14s} {'total QoE':>9s} {'95% CI':>17s} {'energy J':>9s} {'vs dev J':>8s} {'delay s':>7s} "
           f"{'reward':>7s} {'gain':>6s} {'min QoE':>7s} {'Jain':>5s} {'saves':>6s} {'bounds':>6s} {'pers.':>5s}")
     for k, v in result["methods"].items():
         sv = result["energy_saving_rounds"][k]["device"]
-        print(f"{k:>11s} {v['qoe']:9.3f} [{v['qoe_ci'][0]:7.3f}, {v['qoe_ci'][1]:7.3f}] {v['energy']:9.1f} "
+        print(f"{k:>14s} {v['qoe']:9.3f} [{v['qoe_ci'][0]:7.3f}, {v['qoe_ci'][1]:7.3f}] {v['energy']:9.1f} "
               f"{v['energy_vs_device']:8.1f} {v['delay']:7.2f} {v['reward']:7.3f} {100 * v['gain_captured']:5.0f}% "
               f"{v['min_qoe']:7.2f} {v['jain']:5.3f} {100 * sv:5.0f}% {100 * v['at_bounds']:5.0f}% "
               f"{v['personalisation']:5.2f}")
