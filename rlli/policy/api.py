@@ -561,6 +561,8 @@ def step_probabilities(policy: Policy, st: RoundState, p: SystemParams, steps, e
     steps of the M draws when the caller has them."""
     steps = np.asarray(steps, dtype=int).reshape(-1)
     dec = decision_slots(st)
+    if not dec.any():  # nobody here may share: nothing was decided (and nothing to draw)
+        return np.ones(len(steps))
     cap = np.maximum(st.max_shared[0], 0)
     if policy.sampled:
         if drawn is None:
