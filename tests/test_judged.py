@@ -152,3 +152,18 @@ def test_an_old_table_cache_is_read_not_crashed_on(tmp_path):
     assert len(j.asked) == 5 and got.answers[0]["score"] == 7.0 and got.failed == 2
     (tmp_path / "bad.json").write_text("{not json")
     assert ask(FakeJudge(), qs, tmp_path / "bad.json", log=lambda m: None).answered == 8
+
+
+def test_the_fit_profiles_the_model_against_the_trait_judge(tmp_path):
+    class Flat(FakeJudge):  # a judge that says 7 whatever it is asked: its reward model must look constant
+        def rate(self, persona, delivery):
+            self.asked.append((persona, delivery.quality, delivery.delay_s))
+            return Rating(7, "fine", "ok", self.backend, self.model)
+
+    logs: list[str] = []
+    prof = fit_reward_model(Flat(), 40, tmp_path / "q.json", presets=PRESETS, log=logs.append).info["profile"]
+    assert prof["std"] < 1e-6 and prof["reference_std"] > 0.5 and prof["users"] > 100
+    assert prof["changes"]["delay 1 -> 30"]["reward_model"] == 0.0 and prof["changes"]["delay 1 -> 30"]["trait_judge"] < -1
+    assert any("QoE sd 0.00" in m for m in logs)
+    real = fit_reward_model(TraitJudge(), 144, tmp_path / "q.json", presets=PRESETS, log=lambda m: None)
+    assert real.info["profile"]["spearman_vs_reference"] > 0.8

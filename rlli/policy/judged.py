@@ -261,7 +261,49 @@ def fit_reward_model(judge: Judge, budget: int, cache_path: str | Path, p=None, 
     if h:
         log(f"reward model of {model.judge}: held-out R^2 {h['r2']:.3f}, MAE {h['mae']:.3f} (predicting the mean: "
             f"{h['mae_constant']:.3f}), Spearman {h['spearman']:.3f} on {h['n']} of {len(ok)} answers")
+    prof = profile(model, p)
+    model.info["profile"] = prof
+    ch = prof["changes"]
+    log(f"over {prof['users']} users of training rounds: QoE sd {prof['std']:.2f} (the trait judge's "
+        f"{prof['reference_std']:.2f}), Spearman with the trait judge {prof['spearman_vs_reference']:.2f}; delay 1 -> 30 s "
+        f"{ch['delay 1 -> 30']['reward_model']:+.2f} (trait judge {ch['delay 1 -> 30']['trait_judge']:+.2f}), quality "
+        f"0.99 -> 1 {ch['quality 0.99 -> 1']['reward_model']:+.2f} ({ch['quality 0.99 -> 1']['trait_judge']:+.2f})")
     return model
+
+
+def profile(model: RewardModel, p=None, n_rounds: int = 512, seed: int = 4242) -> dict:
+    """How the reward model behaves where training uses it, against the trait judge: over the users of ``n_rounds``
+    sampled training rounds under greedy's actions, the spread of its QoE, its Spearman with the trait judge, and
+    the mean change of each when one input moves (delay 1 -> 30 s, quality 0.99 -> 1, each trait 0 -> 1)."""
+    from rlli.network.allocation import evaluate
+    from rlli.network.params import SystemParams
+    from rlli.network.qoe import trait_qoe
+    from rlli.network.state import sample_states
+    from rlli.personas.judge import TRAITS
+    from rlli.policy.baselines import greedy
+    from rlli.policy.forks import training_curves
+
+    p = p or SystemParams()
+    st = sample_states(np.random.default_rng(seed), n_rounds, p, training_curves(p.steps))
+    o = evaluate(st, greedy(st, p), p)
+    t, q, d = st.traits[st.mask], o.quality[st.mask], o.delay_s[st.mask]
+
+    def ref(a, b, c):
+        return trait_qoe(a, b, c, None, p.delay_scale_s)
+
+    def change(fn, what, lo, hi) -> float:
+        args_lo, args_hi = [t.copy(), q.copy(), d.copy()], [t.copy(), q.copy(), d.copy()]
+        if what in TRAITS:
+            args_lo[0][:, TRAITS.index(what)], args_hi[0][:, TRAITS.index(what)] = lo, hi
+        else:
+            i = 1 if what == "quality" else 2
+            args_lo[i][:], args_hi[i][:] = lo, hi
+        return round(float((fn(*args_hi) - fn(*args_lo)).mean()), 4)
+
+    moves = [("delay", 1.0, 30.0), ("quality", 0.99, 1.0)] + [(t_, 0.0, 1.0) for t_ in TRAITS]
+    return {"users": int(len(q)), **{k: round(v, 4) for k, v in model.describe(t, q, d, reference=ref).items()},
+            "changes": {f"{w} {lo:g} -> {hi:g}": {"reward_model": change(model.qoe, w, lo, hi),
+                                                   "trait_judge": change(ref, w, lo, hi)} for w, lo, hi in moves}}
 
 
 def judge_label(kind: str, model: RewardModel) -> str:
