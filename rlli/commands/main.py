@@ -149,7 +149,8 @@ def _calibrate_grouping(args, s: Settings) -> int:
 def _bench_round(args) -> int:
     from rlli.commands.bench import bench_round
 
-    r = bench_round(Settings(), seed=args.seed, personas=args.personas)
+    r = bench_round(Settings(), seed=args.seed, personas=args.personas, store_dir=args.store_dir or None,
+                    rounds=args.rounds)
     if args.json:
         print_json(r)
         return 0
@@ -162,6 +163,7 @@ def _bench_round(args) -> int:
     print(f"total {r['total_s']:.2f} s (dominant: {r['dominant_phase']}); the same {r['requests']} images generated "
           f"independently without judges: {r['independent_generation_s']:.2f} s; "
           f"{r['ratings_ok']}/{r['ratings']} agent ratings valid")
+    print(f"{r['rounds']} round(s) in {r['rounds_s']:.1f} s ({r['round_s_mean']:.2f} s each), stored in {r['store']}")
     return 0
 
 
@@ -313,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     br = bench.add_parser("round", help="one app round end to end (1 person + 7 personas), seconds per phase")
     br.add_argument("--seed", type=seed_int, default=0)
     br.add_argument("--personas", type=positive_int, default=7)
+    br.add_argument("--rounds", type=positive_int, default=1, help="serve this many rounds into the store (logged "
+                    "rounds for `eval policy --reward store`)")
+    br.add_argument("--store-dir", default="", help="folder of the store (default a fresh temporary one)")
     br.add_argument("--json", action="store_true")
     br.set_defaults(func=_bench_round)
 
