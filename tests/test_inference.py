@@ -175,3 +175,30 @@ def test_shipped_gddpg_decides_as_torch_and_without_torch(tmp_path):
             f"f = load_fast({str(copy)!r}); f.act(np.zeros((1, f.actor.obs_dim), np.float32), seed=0); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_deployed_policy_decides_through_the_numpy_path(tmp_path):
+    """load_policy's learned policy is the numpy path (the same actions as load_fast on the same round and seed); a
+    checkpoint without its critic loads with a notice that says best-of-N became one draw."""
+    from rlli.config import Settings
+    from rlli.network.allocation import action_dim
+    from rlli.network.params import SystemParams
+    from rlli.network.state import encode, obs_dim
+    from rlli.policy.api import load_policy
+    from rlli.policy.evaluate import heldout_states
+
+    s = Settings(policy_k_max=4)
+    p = SystemParams.from_settings(s)
+    o, a = obs_dim(4, 2), action_dim(4)
+    folder = tmp_path / "gddpg"
+    torch.manual_seed(0)
+    save_actor(folder, DiffusionActor(o, a, HIDDEN, 5), {"obs_version": 2, "best_of": 8, "obs_dim": o})
+    save_critic(folder, DoubleCritic(o, a, HIDDEN))
+    st = heldout_states(p, 1, k_range=(4, 4))
+    policy = load_policy("gddpg", s, folder=folder)
+    assert policy.notice is None and policy.sampled
+    assert np.array_equal(policy.actions(st, p, 3), load_fast(folder).act(encode(st, p, 2), seed=3))
+    (folder / "critic.safetensors").unlink()
+    degraded = load_policy("gddpg", s, folder=folder)
+    assert degraded.fast.best_of == 1
+    assert "best of 8 needs the checkpoint's critic" in degraded.notice.message

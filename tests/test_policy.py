@@ -105,18 +105,6 @@ def test_save_load_round_trip_gives_the_same_actions(tiny_runs, tmp_path, algo):
         assert not np.array_equal(raw1, raw2)
 
 
-def test_traced_diffusion_actor_gives_the_eager_actions(tiny_runs):
-    """The deployed G-DDPG runs a TorchScript trace of its reverse chain: same noise, same actions."""
-    actor, _ = load_actor(tiny_runs["gddpg"][1])
-    traced = actor.traced()
-    rounds = sample_states(np.random.default_rng(4), 6, P3, training_curves(P3.steps))
-    obs = encode(rounds, P3, 2)
-    for i in range(len(obs)):  # one round at a time: the trace
-        assert np.allclose(act(traced, obs[i:i + 1], seed=i), act(actor, obs[i:i + 1], seed=i), atol=1e-6)
-    assert np.array_equal(act(traced, obs, seed=9), act(actor, obs, seed=9))  # a batch: the actor itself
-    assert not np.allclose(act(traced, obs[:1], seed=1), act(traced, obs[:1], seed=2))
-
-
 def test_same_seed_same_training(tmp_path):
     runs = []
     for i in range(2):
@@ -227,34 +215,6 @@ def test_allocate_round_carries_the_allocation_and_its_references():
     assert set(d) == {"allocation", "no_sharing", "equal", "energy_saved_j", "energy_saved_vs_server_j",
                       "server_per_user_j", "server_per_user_qoe", "notice", "learned_from", "propensity"}
     json.dumps(d)
-
-
-def test_training_on_another_judge_goes_through_a_cached_rating_table(tmp_path):
-    from rlli.network.qoe import trait_qoe
-    from rlli.personas.judge import Persona, Rating
-    from rlli.personas.trait_judge import TraitJudge
-    from rlli.policy.judged import build_table
-
-    class CountingJudge(TraitJudge):
-        calls = 0
-
-        def rate(self, persona, delivery):
-            CountingJudge.calls += 1
-            if delivery.delay_s == 32.0:  # a judge that fails on some cells
-                return Rating(None, "timed out", "timeout", self.backend, self.model)
-            return super().rate(persona, delivery)
-
-    personas = [Persona("a", BigFive()), Persona("b", BigFive(0.9, 0.9, 0.1, 0.1, 0.9))]
-    cache = tmp_path / "ratings.json"
-    table = build_table(CountingJudge(), personas, cache, log=lambda m: None)
-    first = CountingJudge.calls
-    assert first == 2 * 7 * 6 and 0.8 < table.rated < 1.0
-    again = build_table(CountingJudge(), personas, cache, log=lambda m: None)
-    assert CountingJudge.calls == first and np.array_equal(np.isnan(again.scores), np.isnan(table.scores))
-    t = np.array([[0.52, 0.5, 0.48, 0.5, 0.5], [0.9, 0.85, 0.1, 0.1, 0.95]])
-    q, d = np.array([0.93, 0.75]), np.array([5.0, 12.0])
-    assert np.allclose(table.qoe(t, q, d), trait_qoe(t, q, d), atol=0.6)  # integer scores, interpolated
-    assert np.all(np.isfinite(table.qoe(t, q, np.array([40.0, 40.0]))))  # failed cells: the trait judge's value
 
 
 @pytest.mark.parametrize("argv,msg", [

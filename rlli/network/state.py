@@ -240,6 +240,7 @@ def sample_states(rng: np.random.Generator, batch: int, p: SystemParams, curves:
 
 OBS_VERSIONS = (1, 2)
 GLOBALS = 5  # v2: band, server speed, steps N, users in the chunk, server backlog
+_QUALITY_INDEX: dict[int, np.ndarray] = {}  # N -> the quality columns at QUALITY_POINTS (encode, one round at a time)
 
 
 def obs_dim(k_max: int, version: int = 1) -> int:
@@ -261,26 +262,31 @@ def encode(st: RoundState, p: SystemParams, version: int = 1) -> np.ndarray:
     over 0.5 MHz, log2 of the server speed over 20 GHz, (N - 20) / 20, users / k_max and the backlog in slots."""
     b, k = st.mask.shape
     n = st.steps
-    m = st.mask.astype(np.float32)
-    gain_db = 10.0 * np.log10(np.where(st.mask, st.gain, 1.0))
-    size = np.zeros((b, k))
-    onehot = np.zeros((b, k, k))
-    for g in range(k):
-        members = st.mask & (st.group == g)
-        size += members * members.sum(axis=1, keepdims=True)
-        onehot[:, :, g] = members
-    idx = np.rint(np.asarray(QUALITY_POINTS) * n).astype(int)
+    dim = obs_dim(k, version)  # refuses unknown versions
+    idx = _QUALITY_INDEX.get(n)
+    if idx is None:
+        idx = _QUALITY_INDEX[n] = np.rint(np.asarray(QUALITY_POINTS) * n).astype(int)
+    mask = st.mask
+    m = mask[..., None].astype(np.float32)  # [B, K, 1]
+    onehot = (st.group[:, :, None] == np.arange(k)) & mask[:, :, None]  # [B, K, K]: each slot's group
+    size = (onehot * onehot.sum(axis=1, keepdims=True)).sum(axis=2)  # members in the slot's group
     within = np.minimum.accumulate(st.quality >= 1.0 - HINT_TOLERANCE, axis=2).sum(axis=2) - 1
     hint = np.where(st.is_anchor, 0, np.minimum(within, st.max_shared) / np.maximum(st.max_shared, 1))
-    cols = [m, (gain_db + 105.0) / 15.0, (st.device_hz - 2e9) / 1e9, *np.moveaxis(st.traits * 2 - 1, -1, 0),
-            st.is_anchor.astype(float), size / k, st.max_shared / n, *np.moveaxis(st.quality[:, :, idx] * 2 - 1, -1, 0),
-            hint]
-    per = np.stack(cols, axis=-1) * m[..., None]
+    gain_db = 10.0 * np.log10(np.where(mask, st.gain, 1.0))
+    per = np.concatenate([m, ((gain_db + 105.0) / 15.0)[..., None], ((st.device_hz - 2e9) / 1e9)[..., None],
+                          st.traits * 2 - 1, st.is_anchor[..., None], (size / k)[..., None],
+                          (st.max_shared / n)[..., None], st.quality[:, :, idx] * 2 - 1, hint[..., None]], axis=-1)
+    per *= m
     if version == 1:
         return np.concatenate([per, onehot], axis=-1).reshape(b, -1).astype(np.float32)
-    obs_dim(k, version)  # refuses unknown versions
-    battery = ((st.battery * 2 - 1) * m)[..., None]
-    glob = np.stack([np.full(b, np.log2(p.bandwidth_hz / 0.5e6)), np.full(b, np.log2(p.server_hz / 20e9)),
-                     np.full(b, (n - 20) / 20), st.mask.sum(axis=1) / k, np.clip(st.backlog_s / p.slot_s, 0, 10)], axis=1)
-    slots = np.concatenate([per, onehot, battery], axis=-1).reshape(b, -1)
-    return np.concatenate([slots, glob], axis=1).astype(np.float32)
+    out = np.empty((b, dim), dtype=np.float32)
+    slots = out[:, :dim - GLOBALS].reshape(b, k, -1)
+    slots[..., :per.shape[-1]] = per
+    slots[..., per.shape[-1]:-1] = onehot
+    slots[..., -1] = (st.battery * 2 - 1) * mask
+    out[:, -5] = np.log2(p.bandwidth_hz / 0.5e6)
+    out[:, -4] = np.log2(p.server_hz / 20e9)
+    out[:, -3] = (n - 20) / 20
+    out[:, -2] = mask.sum(axis=1) / k
+    out[:, -1] = np.clip(st.backlog_s / p.slot_s, 0, 10)
+    return out

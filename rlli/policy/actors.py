@@ -124,32 +124,9 @@ class DiffusionActor(nn.Module):
         eps = torch.randn_like(target)
         return torch.nn.functional.mse_loss(self.net(sqrt_ac * target + sqrt_1m * eps, i, obs=obs), eps)
 
-    def traced(self) -> TracedDiffusionActor:
-        """This actor for deciding one round at a time: the reverse chain traced by TorchScript (the same
-        numbers, about 3x less Python overhead on a CPU; see ``bench policy``)."""
-        return TracedDiffusionActor(self)
-
     def config(self) -> dict:
         return {"kind": self.kind, "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
                 "denoise_steps": self.denoise_steps}
-
-
-class TracedDiffusionActor(nn.Module):
-    """A trained :class:`DiffusionActor` for inference: batches of one go through a TorchScript trace of
-    its reverse chain, other batch sizes through the actor itself; same noise, same actions."""
-
-    kind = "gddpg"
-
-    def __init__(self, actor: DiffusionActor):
-        super().__init__()
-        self.actor = actor.eval()
-        with torch.no_grad():
-            example = (torch.zeros(1, actor.obs_dim), actor.draw_noise(1))
-            self.chain = torch.jit.trace_module(actor, {"reverse": example}, check_trace=False)
-
-    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = self.actor.draw_noise(obs.shape[0], generator, obs.device)
-        return self.chain.reverse(obs, noise) if obs.shape[0] == 1 else self.actor.reverse(obs, noise)
 
 
 class MLPActor(nn.Module):

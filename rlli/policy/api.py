@@ -41,7 +41,7 @@ LOG_VERSION = 2  # 2: smoothing is one pseudo-draw spread over 0..cap
 class Notice:
     """Something the user must see: e.g. a learned policy that could not load (greedy runs instead)."""
 
-    kind: str  # "fallback" (greedy runs instead) or "params" (a checkpoint trained under other parameters)
+    kind: str  # "fallback" (greedy runs instead) or "params" (trained under other parameters, or without its critic)
     message: str
 
 
@@ -291,14 +291,16 @@ def params_mismatch(trained: dict | None, now: SystemParams) -> str | None:
 
 
 class LearnedPolicy(Policy):
-    def __init__(self, name: str, actor, meta: dict, folder: Path, notice: Notice | None = None, critic=None):
+    """A trained checkpoint deciding through :mod:`rlli.policy.inference` (numpy; the torch modules are training's)."""
+
+    def __init__(self, name: str, fast, folder: Path, notice: Notice | None = None):
         super().__init__(name, notice)
-        self.actor, self.meta, self.folder, self.critic = actor, meta, folder, critic
+        self.fast, self.meta, self.folder = fast, fast.meta, folder
         self._sha: str | None = None
 
     @property
     def sampled(self) -> bool:
-        return getattr(self.actor, "kind", "") == "gddpg"  # the diffusion chain draws noise; DDPG's MLP does not
+        return self.fast.kind == "gddpg"  # the diffusion chain draws noise; DDPG's MLP does not
 
     def obs_version(self) -> int:
         return int(self.meta.get("obs_version", 1))
@@ -322,11 +324,8 @@ class LearnedPolicy(Policy):
                 "simulated_rounds": rounds}
 
     def actions(self, st: RoundState, p: SystemParams, seed: int = 0) -> np.ndarray:
-        from rlli.policy.train import act, base_action
-
-        obs = encode(st, p, int(self.meta.get("obs_version", 1)))
-        return act(self.actor, obs, seed=seed, base=base_action(st, p, bool(self.meta.get("residual"))),
-                   critic=self.critic, best_of=int(self.meta.get("best_of", 1)))
+        base = BASELINES["greedy"](st, p) if self.fast.residual else None
+        return self.fast.act(encode(st, p, self.fast.obs_version), seed=seed, base=base)
 
 
 def checkpoint_folder(name: str, settings=None) -> Path:
@@ -349,10 +348,10 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
     s = settings or Settings()
     path = Path(folder) if folder else checkpoint_folder(name, s)
     try:
-        from rlli.policy.checkpoint import load_actor, load_critic
+        from rlli.policy.inference import load_fast
 
-        actor, meta = load_actor(path)
-        critic = load_critic(path, meta) if int(meta.get("best_of", 1)) > 1 else None
+        fast = load_fast(path)
+        meta = fast.meta
         version = meta.get("obs_version", 1)
         if version not in OBS_VERSIONS:
             raise ValueError(f"it reads observation layout v{version}, this version knows {OBS_VERSIONS}")
@@ -360,17 +359,14 @@ def load_policy(name: str, settings=None, folder: str | Path | None = None) -> P
         if meta.get("obs_dim") != want:
             raise ValueError(f"it was trained for observations of {meta.get('obs_dim')} numbers, layout v{version} "
                              f"has {want} (RLLI_POLICY_K_MAX={s.policy_k_max})")
-        if hasattr(actor, "traced"):
-            try:
-                actor = actor.traced()  # one round at a time, with less Python overhead per denoising step
-            except RuntimeError as e:  # a TorchScript that cannot trace it: the eager actor, same actions
-                log.warning("the %s actor could not be traced (%s); it runs eagerly", name, e)
     except (ValueError, OSError, ImportError) as e:
         return BaselinePolicy("greedy", Notice("fallback", f"the {name} policy could not load ({e}); the greedy "
                                                            "heuristic allocates instead"))
     why = params_mismatch(meta.get("system"), SystemParams.from_settings(s))
-    notice = Notice("params", f"the {name} policy loaded, but {why}; its allocations may be poor") if why else None
-    return LearnedPolicy(name, actor, meta, path, notice, critic)
+    problems = ([why] if why else []) + ([fast.fallback] if fast.fallback else [])  # fallback: best-of-N without critic
+    notice = (Notice("params", f"the {name} policy loaded, but {'; '.join(problems)}; its allocations may be poor")
+              if problems else None)
+    return LearnedPolicy(name, fast, path, notice)
 
 
 _CACHE: dict[tuple, Policy] = {}
