@@ -100,6 +100,17 @@ def test_the_system_tab_names_the_allocating_checkpoint_and_what_it_learned_from
     assert "checkpoint `gddpg/seed0`" in line and "trait/parametric-v1" in line and "simulated rounds" in line
     assert "below the greedy heuristic" in line  # named honestly: it is not the best method here
     assert "checkpoint" not in policy_line(get_policy("greedy", Settings()))
+    assert "no logged round or stored rating has reached it" in line
+
+    class FineTuned:  # a checkpoint fine-tuned on stored ratings says how many it learned from
+        name = "gddpg"
+
+        def learned_from(self):
+            return {"checkpoint": "/x/ft/seed0", "judge": "store:people", "rounds": 20, "ratings": 137,
+                    "simulated_rounds": 6400}
+
+    line = policy_line(FineTuned())
+    assert "`store:people` judge and 137 stored ratings of 20 logged rounds" in line and "`ft/seed0`" in line
 
 
 def test_per_persona_rows_and_the_what_if_control(report):

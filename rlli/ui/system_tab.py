@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 
@@ -62,17 +63,19 @@ POLICY_NOTES = {
 
 
 def policy_line(policy) -> str:
-    """Which method allocates and, for a learned one, which checkpoint and how much it learned from."""
+    """Which method allocates and, for a learned one, which checkpoint, which judge and how many interactions
+    (simulated rounds, logged rounds and stored ratings) it learned from."""
     name = policy.name
     line = f"- **{html.escape(name)}**: {POLICY_NOTES.get(name, '')}"
-    meta = getattr(policy, "meta", None)
-    if meta:
-        args = meta.get("args") or {}
-        rounds = int(meta.get("iterations_done") or 0) * int(args.get("rounds_per_iteration") or 0)
-        folder = getattr(policy, "folder", None)
-        line += (f"; checkpoint `{html.escape(str(folder.parent.name + '/' + folder.name) if folder else '?')}`, "
-                 f"learned from {rounds:,} simulated rounds rated by the `{html.escape(str(meta.get('judge', '?')))}` "
-                 "judge (no people's or LLM agents' ratings reach it yet)")
+    learned = policy.learned_from()
+    if learned:
+        folder = Path(str(learned.get("checkpoint", "?")))
+        rounds, ratings = int(learned.get("rounds") or 0), int(learned.get("ratings") or 0)
+        simulated = int(learned.get("simulated_rounds") or 0)
+        line += (f"; checkpoint `{html.escape(folder.parent.name + '/' + folder.name)}`, learned from "
+                 f"{simulated:,} simulated rounds rated by the `{html.escape(str(learned.get('judge') or '?'))}` judge")
+        line += (f" and {ratings:,} stored ratings of {rounds:,} logged rounds" if rounds else
+                 " (no logged round or stored rating has reached it: `train policy --reward store` fine-tunes it on them)")
     return line
 
 
