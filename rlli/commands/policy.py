@@ -74,7 +74,8 @@ def _eval_judges(args, policy_dir: Path) -> tuple[dict, dict]:
                                     "--reward-model FILE")
         model = RewardModel.load(path)
         judges["llm"] = model.qoe
-        names["llm"] = f"{model.judge} via its reward model ({len(model.score)} queries, {path})"
+        shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
+        names["llm"] = f"{model.judge} via its reward model ({len(model.score)} queries, {shown})"
     return judges, names
 
 
