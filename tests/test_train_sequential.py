@@ -109,7 +109,8 @@ def test_init_from_another_layout_is_a_clear_message(tmp_path, capsys):
     (["--episode-length", "0"], "must be positive: --episode-length"),
     (["--server-ghz", "-5"], "must be positive: --server-ghz"),
     (["--best-of", "0"], "must be positive: --best-of"),
-    (["--judge", "llm"], "use `python -m rlli train policy --env sequential --judge llm`"),
+    (["--judge", "llm"], "the sequential trainer learns from the trait judge (--judge trait)"),
+    (["--reward-model", "rm.json"], "--reward-model: the reward-model (-LI) path is one-round only"),
 ])
 def test_bad_flags_get_a_clear_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -55,7 +55,6 @@ from rlli.policy.forks import training_curves
 from rlli.policy.train import VALIDATION_SEED, act, at_bounds, base_action, init_from, make_actor
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of run seed k starts from env seed k * 10_000 + i (then its own stream)
-JUDGE = {"trait": "trait/parametric-v1"}
 
 
 @dataclass
@@ -79,6 +78,9 @@ class Args(one_round.Args):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.judge != "trait" or self.query_budget is not None or self.reward_model:
+            raise ValueError("the sequential trainer learns from the trait judge (--judge trait); the reward-model (-LI) "
+                             "path (--judge llm, --query-budget, --reward-model) is one-round only")
         if self.obs_version != 2:
             raise ValueError("the sequential env needs --obs-version 2 (the layout with the server queue and batteries)")
         positive = [k for k in ("episode_length", "validation_episodes") if int(getattr(self, k)) < 1]
@@ -191,7 +193,8 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
     meta = {"args": asdict(args), "system": p.as_dict(), "env": "sequential",
             "env_params": {"episode_length": args.episode_length, "gamma": gamma, "arrival_rate": envs[0].arrival_rate,
                            "mean_stay": envs[0].mean_stay, "background_load": envs[0].background_load},
-            "judge": JUDGE.get(args.judge, "llm (rating cache)"), "obs_dim": o_dim, "act_dim": a_dim, "obs_version": 2,
+            "judge": "trait/parametric-v1" if qoe_fn is None else "a QoE function passed in",
+            "obs_dim": o_dim, "act_dim": a_dim, "obs_version": 2,
             "validation_seed": VALIDATION_SEED, "validation_episodes": args.validation_episodes,
             "residual": args.residual, "curves": curves.source, "best_of": args.best_of}
     if init_meta is not None:
@@ -335,8 +338,8 @@ UNSUPPORTED = {"query_budget": "--query-budget", "reward_model": "--reward-model
 def args_from(ns: argparse.Namespace) -> Args:
     used = [flag for k, flag in UNSUPPORTED.items() if getattr(ns, k, None) not in (None, "", False)]
     if used:
-        raise ValueError(f"{', '.join(used)}: the reward-model (-LI) path is one-round only; the sequential env learns "
-                         "from the trait judge")
+        raise ValueError(f"{', '.join(used)}: the reward-model (-LI) path is one-round only; the sequential trainer "
+                         "learns from the trait judge")
     return Args(algo=ns.algo, seed=ns.seed, iterations=ns.iterations, minutes=ns.minutes, threads=ns.threads,
                 judge=ns.judge, out=ns.out, progress=not ns.no_progress, denoise_steps=ns.denoise_steps, bc=ns.bc,
                 obs_version=ns.obs_version, best_of=ns.best_of, init=getattr(ns, "init", ""),
@@ -348,8 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlli.policy.train_sequential", description=__doc__.splitlines()[0])
     add_arguments(parser)
     ns = parser.parse_args(argv)
-    if ns.judge != "trait":
-        parser.error("--judge llm needs the app's settings: use `python -m rlli train policy --env sequential --judge llm`")
     try:
         args = args_from(ns)
     except ValueError as e:
