@@ -9,6 +9,10 @@ from rlli.commands.io import fail, print_json
 
 
 def _train(args) -> int:
+    if args.reward == "store":
+        from rlli.commands.offpolicy import run_train
+
+        return run_train(args)
     from rlli.policy.train import args_from, saved_reward_model, train
 
     try:
@@ -99,6 +103,10 @@ def _agreement_with_people(url: str, names: dict) -> dict:
 
 
 def _eval(args) -> int:
+    if args.reward == "store":
+        from rlli.commands.offpolicy import run_eval
+
+        return run_eval(args)
     from rlli.policy.evaluate import evaluate_methods, evaluate_sequential
 
     s, p = _settings_params()
@@ -271,6 +279,12 @@ def register(commands) -> None:
 
     t = commands.train.add_parser("policy", help="train an allocation policy (G-DDPG or DDPG)")
     add_arguments(t)
+    t.add_argument("--reward", choices=("sim", "store"), default="sim",
+                   help="sim: the simulator with --judge; store: a reward model fitted on the store's ratings, fine-tuning "
+                        "--init (default RLLI_POLICY_DIR/<algo>/seed<RLLI_POLICY_SEED>)")
+    t.add_argument("--store", default="", help="--reward store: the store's URL (default RLLI_DATABASE_URL)")
+    t.add_argument("--raters", choices=("people", "agents", "both"), default="both",
+                   help="--reward store: whose stored ratings are the reward")
     t.set_defaults(func=_train)
 
     e = commands.eval.add_parser("policy", help="every allocation method on the same held-out rounds or episodes")
@@ -288,6 +302,14 @@ def register(commands) -> None:
                    "<policy-dir>/gddpg_li/reward_model.json)")
     e.add_argument("--store", default="", help="a store URL (e.g. sqlite:///db/rlli.sqlite3): also report the LLM "
                    "judge's agreement with people's ratings there (Spearman, Krippendorff's alpha)")
+    e.add_argument("--reward", choices=("sim", "store"), default="sim",
+                   help="sim: held-out simulated rounds; store: each candidate's value on the store's logged rounds "
+                        "(IPS, SNIPS, doubly robust, 95%% bootstrap CIs)")
+    e.add_argument("--candidates", default="", help="--reward store: comma-separated policy names or name=FOLDER "
+                   "(default RLLI_POLICY and greedy)")
+    e.add_argument("--raters", choices=("people", "agents", "both"), default="both",
+                   help="--reward store: whose stored ratings are the reward")
+    e.add_argument("--epsilon", type=float, default=0.0, help="--reward store: the candidates' own exploration")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_eval)
 

@@ -496,10 +496,22 @@ def evaluate_sequential(policy_dir: Path, p: SystemParams | None = None, episode
 # ----------------------------------------------------------------------------- benchmark
 
 
+def _torch_actions(folder: Path, p: SystemParams):
+    """A checkpoint's torch modules deciding one round as training does (train.act): bench's reference for the numpy
+    path the deployed policy takes (rlli.policy.inference)."""
+    from rlli.policy.train import act, base_action
+
+    actor, meta = load_actor(folder)
+    n = int(meta.get("best_of", 1))
+    critic = load_critic(folder, meta) if n > 1 else None
+    v, residual = int(meta.get("obs_version", 1)), bool(meta.get("residual"))
+    return lambda r, i: act(actor, encode(r, p, v), seed=i, base=base_action(r, p, residual), critic=critic, best_of=n)
+
+
 def bench(policy, p: SystemParams, n_states: int = 64, best_kw: dict | None = None, threads: int = 1) -> dict:
     """Milliseconds per allocation (one round of K = k_max users at a time: encode, act, map to an action) for
-    ``policy`` and for best found on the same rounds, in the same run, torch pinned to ``threads``; scoring the
-    actions is not timed."""
+    ``policy``, for a learned policy's torch modules (train.act, the path before the numpy one) and for best found
+    on the same rounds, in the same run, torch pinned to ``threads``; scoring the actions is not timed."""
     import torch
 
     torch.set_num_threads(threads)
@@ -514,10 +526,17 @@ def bench(policy, p: SystemParams, n_states: int = 64, best_kw: dict | None = No
 
     policy.actions(rounds[0], p, 0)  # warm-up
     ms, reward = timed(lambda r, i: policy.actions(r, p, i))
+    torch_ms = torch_reward = None
+    if getattr(policy, "folder", None) is not None:  # a learned policy: the same checkpoint on its torch modules
+        torch_actions = _torch_actions(policy.folder, p)
+        torch_actions(rounds[0], 0)  # warm-up
+        torch_ms, torch_reward = timed(torch_actions)
     best_ms, best_reward = timed(lambda r, i: BASELINES["best_found"](r, p, np.random.default_rng(i), **(best_kw or {})))
     return {"policy": policy.name, "k": p.k_max, "states": n_states, "batch": 1, "ms_per_decision": ms,
             "oracle_ms_per_decision": best_ms, "best_found_ms_per_decision": best_ms, "speedup": best_ms / ms,
             "reward": reward, "oracle_reward": best_reward, "oracle_share": reward / best_reward,
+            "torch_ms_per_decision": torch_ms, "torch_reward": torch_reward,
+            "speedup_over_torch": torch_ms / ms if torch_ms else None,
             "threads": threads, "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
