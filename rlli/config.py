@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     # --- end serve ---
 
     # --- system model and policy (rlli/network, rlli/policy) ---
-    policy: Literal["gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "best_found", "oracle",
+    policy: Literal["gddpg", "ddpg", "gddpg_li", "equal", "random", "greedy", "no_sharing", "best_found", "oracle",
                     "fork_max"] = Field(
         "gddpg", description="the method that allocates bandwidth, server compute and shared steps each round")
     policy_dir: Path = Field(ASSETS / "policies", description="folder of the trained policies (<name>/seed<S>/)")

@@ -13,6 +13,14 @@ def _train(args) -> int:
         from rlli.commands.offpolicy import run_train
 
         return run_train(args)
+    if args.env == "sequential":
+        from rlli.policy import train_sequential
+
+        try:
+            train_sequential.train(train_sequential.args_from(args), log=lambda m: print(m, flush=True))
+        except (ValueError, FileNotFoundError) as e:
+            return fail(str(e))
+        return 0
     from rlli.policy.train import args_from, saved_reward_model, train
 
     try:
@@ -276,9 +284,14 @@ def _figures(args) -> int:
 
 def register(commands) -> None:
     from rlli.policy.train import add_arguments
+    from rlli.policy.train_sequential import add_sequential_arguments
 
     t = commands.train.add_parser("policy", help="train an allocation policy (G-DDPG or DDPG)")
     add_arguments(t)
+    t.add_argument("--env", choices=("one-round", "sequential"), default="one-round",
+                   help="one-round: each round an episode (the shipped arms); sequential: users who stay, a server "
+                        "queue and batteries, a target critic with the env's gamma (assets/policies/sequential)")
+    add_sequential_arguments(t)
     t.add_argument("--reward", choices=("sim", "store"), default="sim",
                    help="sim: the simulator with --judge; store: a reward model fitted on the store's ratings, fine-tuning "
                         "--init (default RLLI_POLICY_DIR/<algo>/seed<RLLI_POLICY_SEED>)")

@@ -27,9 +27,9 @@ from rlli.policy.forks import check_forks
 
 log = logging.getLogger(__name__)
 
-POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "equal", "random", "greedy", "no_sharing", "oracle", "fork_max",
-                                 "best_found")
-LEARNED: tuple[str, ...] = ("gddpg", "ddpg")
+POLICY_NAMES: tuple[str, ...] = ("gddpg", "ddpg", "gddpg_li", "equal", "random", "greedy", "no_sharing", "oracle",
+                                 "fork_max", "best_found")
+LEARNED: tuple[str, ...] = ("gddpg", "ddpg", "gddpg_li")  # gddpg_li: G-DDPG trained on the LLM judge's reward model
 PROPENSITY_DRAWS = 64  # M: draws of a sampled policy (G-DDPG's chain) per logged chunk
 SMOOTHING = 1.0  # one pseudo-draw spread evenly over a member's 0..cap: a sampled policy's frequencies are never 0
 PROPENSITY_FLOOR = 1e-3  # no per-member probability below this

@@ -54,6 +54,9 @@ POLICY_NOTES = {
     "gddpg": "G-DDPG, the paper's method: a diffusion-model actor; on 500 held-out rounds 0.06 reward per round "
              "below the greedy heuristic (97.8% of the gain the best-found search captures)",
     "ddpg": "DDPG, a plain actor-critic: 0.11 reward per round below greedy on held-out rounds",
+    "gddpg_li": "G-DDPG trained on the embedded LLM judge's ratings (the paper's -LI arm, through a reward model "
+                "fitted on 144 of its answers): 0.32 reward per round below the trait-judge G-DDPG on held-out rounds; "
+                "the 135M model's ratings barely depend on the wait or the persona",
     "greedy": "a heuristic: each member shares within a quality tolerance, bandwidth evens out hand-off times",
     "fork_max": "every member shares its fork decision's maximum, equal shares",
     "best_found": "a search per round on the model itself (slow; the bound the others are measured against)",
