@@ -159,7 +159,8 @@ def test_every_policy_allocates_a_live_round_feasibly(name, tiny_runs):
     groups, forks, traits = _round()
     s = Settings(policy_k_max=3, energy_price=P3.energy_price)  # the tiny runs' slots: the round of 6 in parts
     live = build_round_state(groups, forks, traits, s, seed=4, payload_bytes=3 * 64 * 64 * 4)
-    folder = tiny_runs[name][1] if name in tiny_runs else None
+    trained_as = {"gddpg_li": "gddpg"}.get(name, name)  # the -LI arm is a G-DDPG checkpoint (another reward)
+    folder = tiny_runs[trained_as][1] if trained_as in tiny_runs else None
     pol = load_policy(name, s, folder=folder)
     assert pol.name == name and pol.notice is None
     alloc = pol.allocate(live)
