@@ -195,6 +195,23 @@ def init_from(folder: str | Path, actor: torch.nn.Module, critic: torch.nn.Modul
     return meta
 
 
+def policy_loss(actor: torch.nn.Module, critic: DoubleCritic, obs: torch.Tensor, base: torch.Tensor,
+                bc_target: torch.Tensor, bc: float) -> torch.Tensor:
+    """The actor's loss: -min(Q1, Q2) of clip(base + actor(obs)) through the whole reverse chain; with ``bc`` > 0,
+    Diffusion-QL / TD3+BC: Q ascent normalised by |Q|, plus ``bc`` x behaviour cloning toward ``bc_target``."""
+    q = critic.q_min(obs, torch.clamp(base + actor(obs), -1.0, 1.0))
+    if bc > 0:
+        return -q.mean() / q.abs().mean().detach().clamp(min=1e-6) + bc * actor.bc_loss(obs, bc_target)
+    return -q.mean()
+
+
+@torch.no_grad()
+def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- (1 - tau) target + tau source (GDMOPT's soft target update)."""
+    for tp, sp in zip(target.parameters(), source.parameters()):
+        tp.mul_(1.0 - tau).add_(sp, alpha=tau)
+
+
 def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None,
           log: Callable[[str], None] = print, reward_model=None, judge: str | None = None) -> dict:
     """Train one policy; returns the final validation figures and the checkpoint folder. With a ``reward_model``
@@ -308,20 +325,12 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
 
             # ---- actor: ascend min(Q1, Q2) through the whole reverse chain; then the soft update
             if it % args.policy_frequency == 0:
-                pi = torch.clamp(torch.as_tensor(buf_base[b]) + actor(o), -1.0, 1.0)
-                q = critic.q_min(o, pi)
-                if args.bc > 0:  # Diffusion-QL / TD3+BC: Q ascent normalised by |Q|, plus behaviour cloning
-                    pi_loss = -q.mean() / q.abs().mean().detach().clamp(min=1e-6) + args.bc * actor.bc_loss(
-                        o, torch.as_tensor(buf_bc[b]))
-                else:
-                    pi_loss = -q.mean()
+                pi_loss = policy_loss(actor, critic, o, torch.as_tensor(buf_base[b]), torch.as_tensor(buf_bc[b]), args.bc)
                 actor_opt.zero_grad()
                 pi_loss.backward()
                 actor_opt.step()
                 actor_loss = pi_loss.item()
-                with torch.no_grad():
-                    for tp, sp in zip(deployed.parameters(), actor.parameters()):
-                        tp.mul_(1.0 - args.tau).add_(sp, alpha=args.tau)
+                soft_update(deployed, actor, args.tau)
 
         # ---- learning curve and checkpoint
         over_time = time.perf_counter() - t0 > 60.0 * args.minutes

@@ -52,7 +52,7 @@ from rlli.policy.actors import DoubleCritic
 from rlli.policy.baselines import greedy, no_sharing
 from rlli.policy.checkpoint import CheckpointError, save_actor, save_critic
 from rlli.policy.forks import training_curves
-from rlli.policy.train import VALIDATION_SEED, act, at_bounds, base_action, init_from, make_actor
+from rlli.policy.train import VALIDATION_SEED, act, at_bounds, base_action, init_from, make_actor, policy_loss, soft_update
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of run seed k starts from env seed k * 10_000 + i (then its own stream)
 
@@ -269,22 +269,13 @@ def train(args: Args, p: SystemParams | None = None, qoe_fn: QoeFn | None = None
 
             # ---- actor: ascend min(Q1, Q2) through the whole reverse chain (+ BC); then the soft updates
             if it % args.policy_frequency == 0:
-                pi = torch.clamp(torch.as_tensor(buf_base[b]) + actor(o), -1.0, 1.0)
-                q = critic.q_min(o, pi)
-                if args.bc > 0:  # Diffusion-QL / TD3+BC: Q ascent normalised by |Q|, plus behaviour cloning
-                    pi_loss = -q.mean() / q.abs().mean().detach().clamp(min=1e-6) + args.bc * actor.bc_loss(
-                        o, torch.as_tensor(buf_bc[b]))
-                else:
-                    pi_loss = -q.mean()
+                pi_loss = policy_loss(actor, critic, o, torch.as_tensor(buf_base[b]), torch.as_tensor(buf_bc[b]), args.bc)
                 actor_opt.zero_grad()
                 pi_loss.backward()
                 actor_opt.step()
                 actor_loss = pi_loss.item()
-                with torch.no_grad():
-                    for tp, sp in zip(deployed.parameters(), actor.parameters()):
-                        tp.mul_(1.0 - args.tau).add_(sp, alpha=args.tau)
-                    for tp, sp in zip(critic_target.parameters(), critic.parameters()):
-                        tp.mul_(1.0 - args.tau).add_(sp, alpha=args.tau)
+                soft_update(deployed, actor, args.tau)
+                soft_update(critic_target, critic, args.tau)
 
         # ---- learning curve and checkpoint
         over_time = time.perf_counter() - t0 > 60.0 * args.minutes
